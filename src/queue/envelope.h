@@ -1,0 +1,76 @@
+/*
+ * envelope.h - the envelope of a queued message and its on-disk codec.
+ *
+ * The envelope is everything SMTP told us besides the content: who
+ * submitted it (peer, HELO, authenticated user), the reverse-path with its
+ * MAIL parameters, and one entry per recipient with its RCPT parameters
+ * and delivery state.  It is stored as text lines ("key value\n") so that
+ * a human can read a spool record, and decoded by a strict, bounded parser
+ * (a corrupted or hostile record is refused, never trusted).
+ *
+ * Fuzzed by tests/fuzz/fuzz_envelope.c.
+ */
+#ifndef OMBUD_ENVELOPE_H
+#define OMBUD_ENVELOPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/util.h"
+#include "queue/queue_id.h"
+#include "smtp/smtp_parse.h"
+
+#define ENV_MAX_RCPT	100000	/* decoder refuses more */
+#define ENV_HELO_MAX	255
+#define ENV_PEER_MAX	63	/* textual IPv6 address + port fits */
+#define ENV_USER_MAX	255
+#define ENV_TENANT_MAX	127
+
+enum rcpt_state {
+	RCPT_PENDING = 0,
+	RCPT_DELIVERED,
+	RCPT_BOUNCED,
+};
+
+struct env_rcpt {
+	char		addr[SMTP_PATH_MAX + 1];
+	unsigned	notify;				/* SMTP_NOTIFY_* */
+	char		orcpt[SMTP_ORCPT_MAX + 1];
+	enum rcpt_state	state;
+};
+
+struct envelope {
+	char		id[QUEUE_ID_LEN + 1];
+	int64_t		created;	/* unix seconds */
+	char		helo[ENV_HELO_MAX + 1];
+	char		peer[ENV_PEER_MAX + 1];
+	char		user[ENV_USER_MAX + 1];	/* SASL user or "" */
+	char		tenant[ENV_TENANT_MAX + 1]; /* "" until issue 4 */
+	char		mail_from[SMTP_PATH_MAX + 1]; /* "" = null path */
+	enum smtp_body	body;
+	bool		smtputf8;
+	enum smtp_ret	ret;
+	char		envid[SMTP_ENVID_MAX + 1];
+	uint64_t	content_size;	/* bytes of content after envelope */
+	size_t		nrcpt;
+	struct env_rcpt	*rcpt;		/* heap array of nrcpt */
+};
+
+void envelope_init(struct envelope *e);
+void envelope_free(struct envelope *e);		/* frees rcpt, re-inits */
+struct env_rcpt *envelope_add_rcpt(struct envelope *e);	/* zeroed slot */
+
+/* Append the text encoding of e to out (ends with an empty line). */
+void envelope_encode(const struct envelope *e, struct buf *out);
+
+/*
+ * Decode an envelope from data[0..len).  On success returns 0, fills e
+ * (caller frees with envelope_free) and sets *used to the number of bytes
+ * of the encoding (content follows).  Returns -1 on any malformed,
+ * truncated or over-limit input, with e left freed.
+ */
+int envelope_decode(const char *data, size_t len, struct envelope *e,
+    size_t *used);
+
+#endif

@@ -1,0 +1,87 @@
+/*
+ * spool.h - the durable message store.
+ *
+ * Design (docs/ARCHITECTURE.md has the long version): the spool is a
+ * directory of append-only segment files.  Each accepted message is one
+ * record (envelope + content) appended to the active segment; state
+ * changes (deleted, recipient delivered, held...) are small records
+ * appended later.  A commit thread calls fdatasync(2) on the segment and
+ * completes every record appended before that call: one disk flush
+ * acknowledges all messages submitted meanwhile by all sessions (group
+ * commit).  Records carry a length and a CRC so a torn tail after a crash
+ * is detected and ignored; a message is either whole or absent.
+ *
+ * Must never: call a commit callback before the record and everything the
+ * reader needs to find it (file size, directory entry) is on stable
+ * storage; reuse a segment that recovery found torn.
+ */
+#ifndef OMBUD_SPOOL_H
+#define OMBUD_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/util.h"
+#include "queue/envelope.h"
+
+struct event_base;
+struct spool;
+struct spool_commit;
+
+struct spool_opts {
+	uint64_t	segment_max;	/* rotate after this many bytes */
+};
+
+/*
+ * Open (creating if needed) the spool in dir for exclusive read-write use
+ * by this process: takes an flock(2) on dir/lock (fails with EWOULDBLOCK
+ * if another process has it), recovers the index of live messages from
+ * all segments, and starts the commit thread.  base may be NULL for
+ * offline use by the CLI: then commits are synchronous and callbacks run
+ * before spool_submit/spool_delete return.  Returns NULL with errno set
+ * and a message logged on failure.
+ */
+struct spool *spool_open(const char *dir, const struct spool_opts *opts,
+    struct event_base *base);
+
+/* Flushes and waits for every pending commit, stops the commit thread,
+ * releases the lock. */
+void spool_close(struct spool *sp);
+
+/* err is 0 on success or an errno value (ENOSPC, EIO...). */
+typedef void (*spool_commit_cb)(void *arg, int err);
+
+/*
+ * Append the message (envelope e, whose id must be set and content_size
+ * must equal content_len) and arrange for cb(arg, err) on the event loop
+ * thread once it is durable.  Returns a handle that can be passed to
+ * spool_commit_cancel() until the callback ran, or NULL if the append
+ * itself failed (errno set; nothing was written or it was rolled back).
+ */
+struct spool_commit *spool_submit(struct spool *sp, const struct envelope *e,
+    const char *content, size_t content_len, spool_commit_cb cb, void *arg);
+
+/* The callback will not be called; the commit still happens. */
+void spool_commit_cancel(struct spool_commit *c);
+
+/* Durably mark a message deleted.  -1/ENOENT if not live. Synchronous. */
+int spool_delete(struct spool *sp, const char *id);
+
+/* Live messages known to this open spool. */
+size_t spool_count(const struct spool *sp);
+
+/*
+ * Read-only scan of a spool directory without the lock (safe while a
+ * server is writing it: a record being written is simply not seen yet).
+ * Calls fn once per live message, in acceptance order, with its decoded
+ * envelope.  fn returns 0 to continue, non-zero to stop.  Returns 0 or -1
+ * with errno.
+ */
+typedef int (*spool_scan_fn)(void *arg, const struct envelope *e);
+int spool_scan(const char *dir, spool_scan_fn fn, void *arg);
+
+/* Read the content of a live message by id (read-only, no lock).
+ * On success returns 0 and fills out; -1 with errno (ENOENT). */
+int spool_read_content(const char *dir, const char *id, struct buf *out);
+
+#endif
