@@ -1,0 +1,19 @@
+/*
+ * cli.h - the subcommands of the single `ombud` binary.  Each returns the
+ * process exit status (0 ok, 1 error, 2 usage).
+ */
+#ifndef OMBUD_CLI_H
+#define OMBUD_CLI_H
+
+#define CLI_DEFAULT_CONF "ombud.conf"
+
+int cli_serve(int argc, char **argv);
+int cli_queue(int argc, char **argv);
+int cli_config(int argc, char **argv);
+int cli_passwd(int argc, char **argv);
+
+/* -c FILE / --config=FILE / $OMBUD_CONF / ombud.conf, for every command.
+ * Removes the option from argv; returns the path. */
+const char *cli_config_path(int *argc, char **argv);
+
+#endif
