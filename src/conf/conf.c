@@ -455,6 +455,10 @@ check_listener(struct conf *c, struct conf_listener *l, struct perr *pe)
 		return perr_set(pe, l->line, "auth_requires_tls",
 		    "listener '%s' requires AUTH, AUTH requires TLS, but "
 		    "tls is none: nobody could ever submit", l->name);
+	if (!l->require_auth && l->ntrusted == 0)
+		return perr_set(pe, l->line, "require_auth",
+		    "listener '%s' has require_auth = no and no "
+		    "trusted_networks: that is an open relay", l->name);
 	if (l->require_auth && !l->auth && l->ntrusted == 0)
 		return perr_set(pe, l->line, "require_auth",
 		    "listener '%s' requires AUTH but does not offer it "
