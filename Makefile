@@ -1,0 +1,81 @@
+# ombud - the two commands of the README, and a few more.
+#
+#   make run    install build dependencies, build, set up ./var, serve
+#   make test   install test dependencies, build (ASan+UBSan), run all tests
+#   make bench  release build + bench/accept.sh (ombud vs Postfix)
+#   make fuzz   libFuzzer builds of every parser (clang), a short run each
+#
+# Dependencies come from Debian 12's packages; apt-get runs only when a
+# package is missing.
+
+BUILD     ?= build
+RELEASE   ?= build-release
+FUZZBUILD ?= build-fuzz
+CONF      ?= etc/ombud.dev.conf
+PY        := /usr/bin/python3
+
+BUILD_PKGS := gcc meson ninja-build pkg-config libevent-dev libssl-dev \
+	libsodium-dev libjansson-dev zlib1g-dev libcmocka-dev openssl
+TEST_PKGS  := $(BUILD_PKGS) python3 swaks postfix clang libclang-rt-14-dev
+
+.PHONY: all deps test-deps build release run test bench fuzz clean
+
+all: build
+
+define install_missing
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		echo "postfix postfix/main_mailer_type select No configuration" | $$SUDO debconf-set-selections; \
+		$$SUDO apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+endef
+
+deps:
+	$(call install_missing,$(BUILD_PKGS))
+
+test-deps:
+	$(call install_missing,$(TEST_PKGS))
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) -Dbuildtype=debug -Db_sanitize=address,undefined
+
+$(RELEASE)/build.ninja:
+	meson setup $(RELEASE) -Dbuildtype=release -Db_ndebug=true
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+release: deps $(RELEASE)/build.ninja
+	ninja -C $(RELEASE)
+
+# A gateway on 127.0.0.1:2525 with STARTTLS and AUTH (user demo, password
+# demo), a self-signed certificate and the spool in ./var.
+run: build
+	@sh etc/dev-setup.sh $(BUILD)/ombud
+	$(BUILD)/ombud config check -c $(CONF)
+	exec $(BUILD)/ombud serve -c $(CONF)
+
+test: test-deps build
+	@rc=0; meson test -C $(BUILD) --print-errorlogs --num-processes 2 || rc=$$?; \
+	$(PY) tests/summary.py $(BUILD)/meson-logs/testlog.json; exit $$rc
+
+bench: test-deps release
+	bench/accept.sh $(RELEASE)/ombud
+
+$(FUZZBUILD)/build.ninja:
+	CC=clang meson setup $(FUZZBUILD) -Dbuildtype=debug -Dfuzz=true \
+		-Db_sanitize=address,undefined -Db_lundef=false
+
+fuzz: test-deps $(FUZZBUILD)/build.ninja
+	ninja -C $(FUZZBUILD)
+	@for t in $$(ls tests/fuzz/fuzz_*.c | xargs -n1 basename | sed 's/\.c$$//'); do \
+		echo "== $$t"; mkdir -p $(FUZZBUILD)/corpus/$$t; \
+		$(FUZZBUILD)/tests/fuzz/$$t -max_total_time=$${FUZZ_SECONDS:-60} \
+			$(FUZZBUILD)/corpus/$$t tests/fuzz/corpus/$$t || exit 1; \
+	done
+
+clean:
+	rm -rf $(BUILD) $(RELEASE) $(FUZZBUILD)
