@@ -509,10 +509,10 @@ cmd_data(struct session *s, const struct smtp_cmd *cmd)
 	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
+/* The spool's verdict on the message: the reply to DATA. */
 static void
-session_commit_cb(void *arg, int err)
+session_commit_result(struct session *s, int err)
 {
-	struct session *s = arg;
 	char size[32], nrcpt[32];
 
 	s->commit = NULL;
@@ -537,6 +537,14 @@ session_commit_cb(void *arg, int err)
 			    "not stored, try again later");
 	}
 	session_reset_transaction(s);
+}
+
+static void
+session_commit_cb(void *arg, int err)
+{
+	struct session *s = arg;
+
+	session_commit_result(s, err);
 	if (session_idle_point(s))
 		return;
 	session_process(s);
@@ -559,9 +567,8 @@ session_data_done(struct session *s)
 	s->commit = spool_submit(s->srv->spool, &s->env, s->content.data,
 	    s->content.len, session_commit_cb, s);
 	if (s->commit == NULL) {
-		int err = errno ? errno : EIO;
-		/* report through the same path as a failed commit */
-		session_commit_cb(s, err);
+		/* the append itself failed: nothing was stored */
+		session_commit_result(s, errno ? errno : EIO);
 	}
 }
 
