@@ -55,13 +55,44 @@ struct envelope {
 	uint64_t	content_size;	/* bytes of content after envelope */
 	size_t		nrcpt;
 	struct env_rcpt	*rcpt;		/* heap array of nrcpt */
+	size_t		rcpt_cap;	/* slots allocated in rcpt (private
+					   to envelope.c) */
 };
 
 void envelope_init(struct envelope *e);
 void envelope_free(struct envelope *e);		/* frees rcpt, re-inits */
-struct env_rcpt *envelope_add_rcpt(struct envelope *e);	/* zeroed slot */
+/* Zeroed slot; more than ENV_MAX_RCPT recipients is a caller bug (fatal):
+ * the decoder would refuse the record. */
+struct env_rcpt *envelope_add_rcpt(struct envelope *e);
 
-/* Append the text encoding of e to out (ends with an empty line). */
+/* True if a and b hold the same envelope (every field, every recipient). */
+bool envelope_equal(const struct envelope *a, const struct envelope *b);
+
+/*
+ * Append the text encoding of e to out (ends with an empty line).  One
+ * "key value\n" line per field in a fixed order, then one line per
+ * recipient:
+ *
+ *	id 018c2f6a4b1d3e9a0c11
+ *	created 1700000000
+ *	helo mail.example.com
+ *	peer 192.0.2.7
+ *	user alice
+ *	tenant
+ *	from alice@example.com
+ *	body 8bitmime
+ *	smtputf8 0
+ *	ret unset
+ *	envid
+ *	size 4096
+ *	rcpt addr=bob@example.org notify=6 orcpt=rfc822;bob@example.org state=pending
+ *
+ * Text values escape the bytes 0x00-0x20, 0x7f and '%' as %XX (upper
+ * case hex); other bytes, UTF-8 included, are written as they are.  An
+ * empty value is written as nothing after the key and its space
+ * ("tenant \n").  The encoding is canonical: envelope_decode accepts
+ * exactly what this function produces and nothing else.
+ */
 void envelope_encode(const struct envelope *e, struct buf *out);
 
 /*
