@@ -19,6 +19,10 @@
 
 struct credentials;
 
+/* Bounds shared with the SMTP AUTH decoder (SASL_USER_MAX/PASS_MAX). */
+#define CREDENTIALS_USER_MAX	255
+#define CREDENTIALS_PASS_MAX	255
+
 struct credentials *credentials_open(const char *spec, char *err,
     size_t errlen);
 void credentials_close(struct credentials *c);
@@ -29,7 +33,12 @@ void credentials_close(struct credentials *c);
 int credentials_check(struct credentials *c, const char *user,
     const char *password);
 
-/* Argon2id hash for a new password (interactive limits). 0 or -1. */
+/* Argon2id hash for a new password (interactive limits). 0 or -1
+ * (empty or longer than CREDENTIALS_PASS_MAX, out too small). */
 int credentials_hash(const char *password, char *out, size_t outlen);
+
+/* A user name a credentials file may hold: 1 to CREDENTIALS_USER_MAX
+ * bytes, none of them a control character, space, DEL or ':'. */
+bool credentials_user_valid(const char *user);
 
 #endif
