@@ -71,6 +71,23 @@ int spool_delete(struct spool *sp, const char *id);
 size_t spool_count(const struct spool *sp);
 
 /*
+ * Counters since spool_open, for tests, benchmarks and the control
+ * socket.  commits / fsyncs is the group commit batching ratio.
+ */
+struct spool_stats {
+	uint64_t	commits;	/* messages acknowledged durable */
+	uint64_t	commit_errors;	/* messages whose fdatasync failed */
+	uint64_t	fsyncs;		/* fdatasync calls on segments */
+	uint64_t	dir_fsyncs;	/* fsync calls on the segment directory */
+	uint64_t	records;	/* records appended (MSG and DEL) */
+	uint64_t	bytes;		/* bytes appended, headers included */
+	uint64_t	write_errors;	/* appends that failed and were undone */
+	uint64_t	segments_created;
+	uint64_t	segments_removed;
+};
+void spool_stats(const struct spool *sp, struct spool_stats *out);
+
+/*
  * Read-only scan of a spool directory without the lock (safe while a
  * server is writing it: a record being written is simply not seen yet).
  * Calls fn once per live message, in acceptance order, with its decoded

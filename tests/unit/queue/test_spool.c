@@ -1,6 +1,1183 @@
+/*
+ * test_spool.c - the segment spool: group commit from an event loop,
+ * recovery after a torn tail at every offset of the last record and after
+ * garbage, deletes that survive a restart, rotation and garbage
+ * collection, write errors (RLIMIT_FSIZE gives EFBIG: the rollback path),
+ * fdatasync errors (fdatasync is overridden below), cancel, the lock,
+ * unknown record types, and read-only scans while a server appends.
+ *
+ * Each test works in its own mkdtemp directory under $TMPDIR or /tmp.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
-int main(void){return 0;}
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <zlib.h>
+
+#include "common/log.h"
+#include "queue/spool.h"
+
+/*
+ * fdatasync override: the spool's calls resolve to this definition, so
+ * a test can make the next n calls fail with an errno.  It also takes at
+ * least SYNC_FLOOR_USEC, like a real disk (about 450 us on the reference
+ * machine), so that batching does not depend on TMPDIR being on tmpfs.
+ */
+#define SYNC_FLOOR_USEC	200
+
+static _Atomic int	fail_sync_errno;
+static _Atomic int	fail_sync_count;
+
+int
+fdatasync(int fd)
+{
+	int64_t t0 = now_usec_wall(), dt;
+	int rc;
+
+	if (atomic_load(&fail_sync_count) > 0 &&
+	    atomic_fetch_sub(&fail_sync_count, 1) > 0) {
+		errno = atomic_load(&fail_sync_errno);
+		return -1;
+	}
+	rc = (int)syscall(SYS_fdatasync, fd);
+	if ((dt = now_usec_wall() - t0) >= 0 && dt < SYNC_FLOOR_USEC)
+		usleep((useconds_t)(SYNC_FLOOR_USEC - dt));
+	return rc;
+}
+
+static void
+fail_next_syncs(int n, int err)
+{
+	atomic_store(&fail_sync_errno, err);
+	atomic_store(&fail_sync_count, n);
+}
+
+/* ---- helpers ---- */
+
+struct tdir {
+	char	dir[256];	/* the spool */
+	char	seg[300];	/* its seg/ */
+};
+
+static int
+rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st; (void)flag; (void)ftw;
+	return remove(path);
+}
+
+static int
+setup_dir(void **state)
+{
+	struct tdir *t = calloc(1, sizeof(*t));
+	const char *tmp = getenv("TMPDIR");
+
+	if (t == NULL)
+		return -1;
+	snprintf(t->dir, sizeof(t->dir), "%s/test_spool.XXXXXX",
+	    tmp ? tmp : "/tmp");
+	if (mkdtemp(t->dir) == NULL)
+		return -1;
+	snprintf(t->seg, sizeof(t->seg), "%s/seg", t->dir);
+	*state = t;
+	return 0;
+}
+
+static int
+teardown_dir(void **state)
+{
+	struct tdir *t = *state;
+
+	fail_next_syncs(0, 0);
+	nftw(t->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	free(t);
+	return 0;
+}
+
+static void
+seg_path(const struct tdir *t, uint64_t num, char *out, size_t sz)
+{
+	snprintf(out, sz, "%s/%020llu.seg", t->seg, (unsigned long long)num);
+}
+
+/* Number of segment files, and the highest segment number. */
+static int
+count_segs(const struct tdir *t, uint64_t *maxnum)
+{
+	DIR *d = opendir(t->seg);
+	struct dirent *de;
+	int n = 0;
+
+	if (maxnum)
+		*maxnum = 0;
+	if (d == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL) {
+		if (strlen(de->d_name) != 24 ||
+		    strcmp(de->d_name + 20, ".seg") != 0)
+			continue;
+		n++;
+		if (maxnum && strtoull(de->d_name, NULL, 10) > *maxnum)
+			*maxnum = strtoull(de->d_name, NULL, 10);
+	}
+	closedir(d);
+	return n;
+}
+
+static off_t
+file_size(const char *path)
+{
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), 0);
+	return st.st_size;
+}
+
+/* Deterministic content for message seq, exactly len (>= 64) bytes. */
+static void
+make_content(struct buf *b, int seq, size_t len)
+{
+	static const char alpha[] = "abcdefghijklmnopqrstuvwxyz";
+
+	buf_reset(b);
+	buf_printf(b, "Subject: message %d\r\n\r\n", seq);
+	buf_reserve(b, len);
+	while (b->len + 2 < len) {
+		size_t n = len - 2 - b->len;
+		size_t k = (size_t)seq % 26;
+		if (n > 26 - k)
+			n = 26 - k;
+		buf_add(b, alpha + k, n);
+	}
+	buf_adds(b, "\r\n");
+}
+
+static void
+make_env(struct envelope *e, int seq, size_t content_len)
+{
+	struct env_rcpt *r;
+
+	envelope_init(e);
+	queue_id_new(e->id);
+	e->created = 1700000000 + seq;
+	snprintf(e->helo, sizeof(e->helo), "client%d.example", seq);
+	strcpy(e->peer, "192.0.2.1");
+	strcpy(e->mail_from, "sender@example.com");
+	e->body = SMTP_BODY_8BITMIME;
+	e->content_size = content_len;
+	r = envelope_add_rcpt(e);
+	snprintf(r->addr, sizeof(r->addr), "rcpt%d@example.org", seq);
+	r->notify = SMTP_NOTIFY_FAILURE;
+}
+
+struct sync_res {
+	int	calls;
+	int	err;
+};
+
+static void
+sync_cb(void *arg, int err)
+{
+	struct sync_res *r = arg;
+
+	r->calls++;
+	r->err = err;
+}
+
+/* Offline submit of message seq; the callback must have run. */
+static void
+submit_sync(struct spool *sp, int seq, size_t len, char id[QUEUE_ID_LEN + 1])
+{
+	struct envelope e;
+	struct buf c;
+	struct sync_res r = { 0, -1 };
+
+	buf_init(&c);
+	make_content(&c, seq, len);
+	make_env(&e, seq, c.len);
+	assert_non_null(spool_submit(sp, &e, c.data, c.len, sync_cb, &r));
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.err, 0);
+	if (id)
+		memcpy(id, e.id, QUEUE_ID_LEN + 1);
+	envelope_free(&e);
+	buf_free(&c);
+}
+
+/* spool_scan collecting ids and checking each envelope against seq. */
+struct collect {
+	char	(*ids)[QUEUE_ID_LEN + 1];
+	size_t	 n, cap;
+	bool	 bad;
+};
+
+static int
+collect_cb(void *arg, const struct envelope *e)
+{
+	struct collect *c = arg;
+
+	if (c->n == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 64;
+		c->ids = realloc(c->ids, c->cap * sizeof(*c->ids));
+	}
+	memcpy(c->ids[c->n++], e->id, QUEUE_ID_LEN + 1);
+	if (e->nrcpt != 1 || strcmp(e->mail_from, "sender@example.com") != 0)
+		c->bad = true;
+	return 0;
+}
+
+static size_t
+scan_count(const struct tdir *t, struct collect *c)
+{
+	memset(c, 0, sizeof(*c));
+	assert_int_equal(spool_scan(t->dir, collect_cb, c), 0);
+	assert_false(c->bad);
+	return c->n;
+}
+
+static bool
+has_id(const struct collect *c, const char *id)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (strcmp(c->ids[i], id) == 0)
+			return true;
+	return false;
+}
+
+/* ---- server mode: group commit from an event loop ---- */
+
+struct load {
+	struct spool		*sp;
+	struct event_base	*base;
+	int			 total;		/* messages to submit */
+	int			 inflight_max;	/* concurrent "sessions" */
+	int			 submitted;
+	int			 done;
+	int			 errors;
+	int			 last_seq;
+	bool			 out_of_order;
+	size_t			 size;
+	char			 (*ids)[QUEUE_ID_LEN + 1];
+	struct buf		 content;
+	atomic_bool		 finished;
+};
+
+struct sub {
+	struct load	*l;
+	int		 seq;
+};
+
+static void load_submit(struct load *l);
+
+static void
+load_commit_cb(void *arg, int err)
+{
+	struct sub *s = arg;
+	struct load *l = s->l;
+
+	if (s->seq <= l->last_seq)
+		l->out_of_order = true;
+	l->last_seq = s->seq;
+	free(s);
+	l->done++;
+	if (err != 0)
+		l->errors++;
+	if (l->submitted < l->total)
+		load_submit(l);
+	else if (l->done == l->total)
+		event_base_loopbreak(l->base);
+}
+
+static void
+load_submit(struct load *l)
+{
+	struct envelope e;
+	struct sub *s = malloc(sizeof(*s));
+
+	assert_non_null(s);
+	s->l = l;
+	s->seq = l->submitted;
+	make_content(&l->content, s->seq, l->size);
+	make_env(&e, s->seq, l->content.len);
+	if (l->ids)
+		memcpy(l->ids[s->seq], e.id, QUEUE_ID_LEN + 1);
+	l->submitted++;
+	if (spool_submit(l->sp, &e, l->content.data, l->content.len,
+	    load_commit_cb, s) == NULL)
+		fail_msg("spool_submit: %s", strerror(errno));
+	envelope_free(&e);
+}
+
+static void
+load_start_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct load *l = arg;
+
+	(void)fd; (void)what;
+	for (int i = 0; i < l->inflight_max && l->submitted < l->total; i++)
+		load_submit(l);
+}
+
+static void
+timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd; (void)what; (void)arg;
+	fail_msg("event loop timed out");
+}
+
+/* Run the load to completion on base. */
+static void
+load_run(struct load *l)
+{
+	struct event *start = event_new(l->base, -1, 0, load_start_cb, l);
+	struct event *to = evtimer_new(l->base, timeout_cb, NULL);
+	struct timeval tv = { 60, 0 };
+
+	event_active(start, 0, 0);
+	evtimer_add(to, &tv);
+	event_base_dispatch(l->base);
+	event_free(start);
+	event_free(to);
+}
+
+static void
+test_group_commit(void **state)
+{
+	struct tdir *t = *state;
+	struct load l;
+	struct spool_stats st;
+	struct collect c;
+	struct buf content;
+	int64_t t0;
+	double secs;
+
+	memset(&l, 0, sizeof(l));
+	l.base = event_base_new();
+	assert_non_null(l.base);
+	l.sp = spool_open(t->dir, NULL, l.base);
+	assert_non_null(l.sp);
+	l.total = 5000;
+	l.inflight_max = 64;
+	l.size = 4096;
+	l.last_seq = -1;
+	l.ids = calloc((size_t)l.total, sizeof(*l.ids));
+	buf_init(&l.content);
+	t0 = now_usec_wall();
+	load_run(&l);
+	secs = (double)(now_usec_wall() - t0) / 1e6;
+
+	assert_int_equal(l.done, l.total);
+	assert_int_equal(l.errors, 0);
+	assert_false(l.out_of_order);
+	assert_int_equal(spool_count(l.sp), (size_t)l.total);
+	spool_stats(l.sp, &st);
+	print_message("group commit: %d messages of %zu bytes in %.3f s "
+	    "(%.0f/s), %llu fdatasync, %.1f commits per fdatasync\n",
+	    l.total, l.size, secs, l.total / secs,
+	    (unsigned long long)st.fsyncs,
+	    (double)st.commits / (double)(st.fsyncs ? st.fsyncs : 1));
+	assert_int_equal(st.commits, (uint64_t)l.total);
+	assert_int_equal(st.commit_errors, 0);
+	assert_true(st.fsyncs > 0);
+	assert_true(st.fsyncs < st.commits);	/* the point of it all */
+	spool_close(l.sp);
+
+	/* a read-only scan and a reopen find them all, in order */
+	assert_int_equal(scan_count(t, &c), (size_t)l.total);
+	for (int i = 0; i < l.total; i++)
+		assert_string_equal(c.ids[i], l.ids[i]);
+	free(c.ids);
+	buf_init(&content);
+	for (int i = 0; i < l.total; i += 997) {
+		assert_int_equal(spool_read_content(t->dir, l.ids[i], &content),
+		    0);
+		make_content(&l.content, i, l.size);
+		assert_int_equal(content.len, l.content.len);
+		assert_memory_equal(content.data, l.content.data, content.len);
+	}
+	buf_free(&content);
+	l.sp = spool_open(t->dir, NULL, NULL);
+	assert_non_null(l.sp);
+	assert_int_equal(spool_count(l.sp), (size_t)l.total);
+	spool_close(l.sp);
+
+	buf_free(&l.content);
+	free(l.ids);
+	event_base_free(l.base);
+}
+
+/* A cancelled commit still happens; only its callback is dropped. */
+static void
+test_cancel(void **state)
+{
+	struct tdir *t = *state;
+	struct event_base *base = event_base_new();
+	struct spool *sp = spool_open(t->dir, NULL, base);
+	struct spool_commit *h;
+	struct sync_res r1 = { 0, -1 }, r2 = { 0, -1 };
+	struct envelope e1, e2;
+	struct buf c;
+	struct load l;
+
+	assert_non_null(sp);
+	buf_init(&c);
+	make_content(&c, 1, 100);
+	make_env(&e1, 1, c.len);
+	make_env(&e2, 2, c.len);
+	h = spool_submit(sp, &e1, c.data, c.len, sync_cb, &r1);
+	assert_non_null(h);
+	assert_non_null(spool_submit(sp, &e2, c.data, c.len, sync_cb, &r2));
+	spool_commit_cancel(h);
+	/* drive the loop with a third, uncancelled message */
+	memset(&l, 0, sizeof(l));
+	l.sp = sp;
+	l.base = base;
+	l.total = 1;
+	l.inflight_max = 1;
+	l.size = 100;
+	l.last_seq = -1;
+	buf_init(&l.content);
+	load_run(&l);
+	assert_int_equal(r1.calls, 0);
+	assert_int_equal(r2.calls, 1);
+	assert_int_equal(r2.err, 0);
+	assert_int_equal(spool_count(sp), 3);
+	spool_close(sp);
+	sp = spool_open(t->dir, NULL, NULL);
+	assert_int_equal(spool_count(sp), 3);
+	spool_close(sp);
+	assert_int_equal(r1.calls, 0);
+
+	/* offline: the callback ran already, cancel is harmless */
+	sp = spool_open(t->dir, NULL, NULL);
+	envelope_free(&e1);
+	make_env(&e1, 4, c.len);
+	h = spool_submit(sp, &e1, c.data, c.len, sync_cb, &r1);
+	assert_non_null(h);
+	assert_int_equal(r1.calls, 1);
+	spool_commit_cancel(h);
+	spool_close(sp);
+
+	envelope_free(&e1);
+	envelope_free(&e2);
+	buf_free(&c);
+	buf_free(&l.content);
+	event_base_free(base);
+}
+
+/* close() with commits in flight runs their callbacks before returning */
+static void
+test_close_flushes(void **state)
+{
+	struct tdir *t = *state;
+	struct event_base *base = event_base_new();
+	struct spool *sp = spool_open(t->dir, NULL, base);
+	struct sync_res r[20];
+	struct envelope e;
+	struct buf c;
+
+	assert_non_null(sp);
+	buf_init(&c);
+	make_content(&c, 0, 1000);
+	for (int i = 0; i < 20; i++) {
+		r[i].calls = 0;
+		r[i].err = -1;
+		make_env(&e, i, c.len);
+		assert_non_null(spool_submit(sp, &e, c.data, c.len, sync_cb,
+		    &r[i]));
+		envelope_free(&e);
+	}
+	spool_close(sp);	/* the loop never ran */
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(r[i].calls, 1);
+		assert_int_equal(r[i].err, 0);
+	}
+	sp = spool_open(t->dir, NULL, NULL);
+	assert_int_equal(spool_count(sp), 20);
+	spool_close(sp);
+	buf_free(&c);
+	event_base_free(base);
+}
+
+/* ---- recovery ---- */
+
+/*
+ * Four whole messages, then a fifth cut at every offset inside its
+ * record: recovery keeps the four, ignores the rest, appends to a new
+ * segment and leaves the torn one untouched.
+ */
+static void
+test_torn_tail(void **state)
+{
+	struct tdir *t = *state;
+	char ids[5][QUEUE_ID_LEN + 1], path[512], id6[QUEUE_ID_LEN + 1];
+	struct spool *sp;
+	struct collect c;
+	off_t last_off, size;
+	char *image;
+	int fd;
+
+	sp = spool_open(t->dir, NULL, NULL);
+	assert_non_null(sp);
+	for (int i = 0; i < 4; i++)
+		submit_sync(sp, i, 300, ids[i]);
+	seg_path(t, 1, path, sizeof(path));
+	last_off = file_size(path);
+	submit_sync(sp, 4, 200, ids[4]);
+	spool_close(sp);
+	size = file_size(path);
+	assert_true(size > last_off + 16);
+	image = malloc((size_t)size);
+	fd = open(path, O_RDONLY);
+	assert_int_equal(read(fd, image, (size_t)size), size);
+	close(fd);
+
+	log_set_level(LOG_LVL_ERR);	/* one warning per cut otherwise */
+	for (off_t cut = last_off; cut <= size; cut++) {
+		size_t want = cut == size ? 5 : 4;
+		uint64_t maxnum;
+
+		nftw(t->seg, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+		assert_int_equal(mkdir(t->seg, 0700), 0);
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		assert_int_equal(write(fd, image, (size_t)cut), cut);
+		close(fd);
+
+		assert_int_equal(scan_count(t, &c), want);
+		for (size_t i = 0; i < want; i++)
+			assert_string_equal(c.ids[i], ids[i]);
+		free(c.ids);
+
+		sp = spool_open(t->dir, NULL, NULL);
+		assert_non_null(sp);
+		assert_int_equal(spool_count(sp), want);
+		submit_sync(sp, 6, 100, id6);
+		spool_close(sp);
+		/* the torn segment was not appended to */
+		assert_int_equal(file_size(path), cut);
+		assert_int_equal(count_segs(t, &maxnum), 2);
+		assert_int_equal(maxnum, 2);
+		sp = spool_open(t->dir, NULL, NULL);
+		assert_int_equal(spool_count(sp), want + 1);
+		spool_close(sp);
+		assert_int_equal(scan_count(t, &c), want + 1);
+		assert_string_equal(c.ids[want], id6);
+		free(c.ids);
+	}
+	log_set_level(LOG_LVL_WARN);
+	free(image);
+}
+
+/* Garbage after whole records, and a corrupted byte in the last one. */
+static void
+test_garbage_tail(void **state)
+{
+	struct tdir *t = *state;
+	char path[512];
+	struct spool *sp;
+	struct collect c;
+	off_t size;
+	int fd;
+	static const unsigned char huge[16] = {
+		'O', 'M', 'B', '1', 1, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f,
+		0, 0, 0, 0,
+	};
+	unsigned char junk[100];
+
+	sp = spool_open(t->dir, NULL, NULL);
+	for (int i = 0; i < 3; i++)
+		submit_sync(sp, i, 500, NULL);
+	spool_close(sp);
+	seg_path(t, 1, path, sizeof(path));
+	size = file_size(path);
+
+	/* random junk */
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (unsigned char)(i * 37 + 11);
+	fd = open(path, O_WRONLY | O_APPEND);
+	assert_int_equal(write(fd, junk, sizeof(junk)), sizeof(junk));
+	close(fd);
+	assert_int_equal(scan_count(t, &c), 3);
+	free(c.ids);
+
+	/* a header announcing a payload far beyond the file */
+	assert_int_equal(truncate(path, size), 0);
+	fd = open(path, O_WRONLY | O_APPEND);
+	assert_int_equal(write(fd, huge, sizeof(huge)), sizeof(huge));
+	close(fd);
+	assert_int_equal(scan_count(t, &c), 3);
+	free(c.ids);
+
+	/* zeros, as a crash after a size change can leave */
+	assert_int_equal(truncate(path, size + 4096), 0);
+	sp = spool_open(t->dir, NULL, NULL);
+	assert_non_null(sp);
+	assert_int_equal(spool_count(sp), 3);
+	spool_close(sp);
+
+	/* one flipped byte in the last record's content: CRC */
+	assert_int_equal(truncate(path, size), 0);
+	fd = open(path, O_RDWR);
+	assert_int_equal(pwrite(fd, "X", 1, size - 10), 1);
+	close(fd);
+	sp = spool_open(t->dir, NULL, NULL);
+	assert_non_null(sp);
+	assert_int_equal(spool_count(sp), 2);
+	spool_close(sp);
+}
+
+/* Append a raw record of any type with a correct CRC. */
+static void
+append_raw(const char *path, uint8_t type, uint8_t reserved,
+    const void *payload, uint32_t len)
+{
+	unsigned char h[16];
+	uLong crc;
+	int fd;
+
+	memcpy(h, "OMB1", 4);
+	h[4] = type;
+	h[5] = reserved;
+	h[6] = h[7] = 0;
+	h[8] = (unsigned char)len;
+	h[9] = (unsigned char)(len >> 8);
+	h[10] = (unsigned char)(len >> 16);
+	h[11] = (unsigned char)(len >> 24);
+	crc = crc32(0, h + 4, 8);
+	crc = crc32(crc, payload, len);
+	h[12] = (unsigned char)crc;
+	h[13] = (unsigned char)(crc >> 8);
+	h[14] = (unsigned char)(crc >> 16);
+	h[15] = (unsigned char)(crc >> 24);
+	fd = open(path, O_WRONLY | O_APPEND);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, h, 16), 16);
+	assert_int_equal(write(fd, payload, len), (ssize_t)len);
+	close(fd);
+}
+
+/* Records of unknown types are skipped, not taken for corruption. */
+static void
+test_unknown_type(void **state)
+{
+	struct tdir *t = *state;
+	char path[512], id[QUEUE_ID_LEN + 1], junkid[QUEUE_ID_LEN + 1];
+	struct spool *sp;
+	struct collect c;
+
+	sp = spool_open(t->dir, NULL, NULL);
+	submit_sync(sp, 0, 100, NULL);
+	spool_close(sp);
+	seg_path(t, 1, path, sizeof(path));
+	append_raw(path, 3, 0, "future rcpt state", 17);
+	append_raw(path, 200, 0, "", 0);
+	/* a DEL with reserved bits set is not understood: skipped */
+	sp = spool_open(t->dir, NULL, NULL);
+	submit_sync(sp, 1, 100, id);
+	spool_close(sp);
+	seg_path(t, 2, path, sizeof(path));
+	append_raw(path, 2, 1, id, QUEUE_ID_LEN);
+	/* a malformed DEL (CRC fine, not a queue id) is skipped too */
+	memset(junkid, 'Z', QUEUE_ID_LEN);
+	append_raw(path, 2, 0, junkid, QUEUE_ID_LEN);
+	sp = spool_open(t->dir, NULL, NULL);
+	submit_sync(sp, 2, 100, NULL);
+	assert_int_equal(spool_count(sp), 3);
+	spool_close(sp);
+	assert_int_equal(scan_count(t, &c), 3);
+	assert_true(has_id(&c, id));
+	free(c.ids);
+}
+
+/* ---- delete, rotation, garbage collection ---- */
+
+static void
+test_delete(void **state)
+{
+	struct tdir *t = *state;
+	char ids[10][QUEUE_ID_LEN + 1];
+	struct spool *sp;
+	struct collect c;
+	struct buf content;
+
+	sp = spool_open(t->dir, NULL, NULL);
+	for (int i = 0; i < 10; i++)
+		submit_sync(sp, i, 1000, ids[i]);
+	for (int i = 0; i < 10; i += 2)
+		assert_int_equal(spool_delete(sp, ids[i]), 0);
+	assert_int_equal(spool_count(sp), 5);
+	errno = 0;
+	assert_int_equal(spool_delete(sp, ids[0]), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(spool_delete(sp, "0123456789abcdef0123"), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(spool_delete(sp, "../etc/passwd"), -1);
+	spool_close(sp);
+
+	sp = spool_open(t->dir, NULL, NULL);
+	assert_int_equal(spool_count(sp), 5);
+	spool_close(sp);
+	assert_int_equal(scan_count(t, &c), 5);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(has_id(&c, ids[i]), i % 2 == 1);
+	free(c.ids);
+	buf_init(&content);
+	assert_int_equal(spool_read_content(t->dir, ids[0], &content), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(spool_read_content(t->dir, ids[1], &content), 0);
+	buf_free(&content);
+}
+
+/*
+ * Small segments: deleting newer messages first must not unlink
+ * anything (their DEL records may be needed for older segments), nor
+ * resurrect anything after a restart; deleting the oldest then lets
+ * every empty segment go.
+ */
+static void
+test_rotation_gc(void **state)
+{
+	struct tdir *t = *state;
+	struct spool_opts o = { .segment_max = 8192 };
+	char ids[40][QUEUE_ID_LEN + 1], path[512];
+	struct spool_stats st;
+	struct spool *sp;
+	struct collect c;
+	int nseg;
+
+	sp = spool_open(t->dir, &o, NULL);
+	for (int i = 0; i < 40; i++)
+		submit_sync(sp, i, 1500, ids[i]);
+	nseg = count_segs(t, NULL);
+	assert_true(nseg >= 8);		/* ~5 per 8 KiB segment */
+	for (int i = 10; i < 40; i++)
+		assert_int_equal(spool_delete(sp, ids[i]), 0);
+	spool_stats(sp, &st);
+	assert_int_equal(st.segments_removed, 0);
+	assert_true(count_segs(t, NULL) >= nseg);
+	spool_close(sp);
+
+	sp = spool_open(t->dir, &o, NULL);
+	assert_int_equal(spool_count(sp), 10);
+	spool_close(sp);
+	assert_int_equal(scan_count(t, &c), 10);
+	for (int i = 0; i < 10; i++)
+		assert_string_equal(c.ids[i], ids[i]);
+	free(c.ids);
+
+	sp = spool_open(t->dir, &o, NULL);
+	seg_path(t, 1, path, sizeof(path));
+	assert_int_equal(access(path, F_OK), 0);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(spool_delete(sp, ids[i]), 0);
+	/* segment 1 held only messages 0-3 (about 1.9 KiB records in 8 KiB
+	   segments): it went; segment 2 still holds 5-7 */
+	assert_int_equal(access(path, F_OK), -1);
+	seg_path(t, 2, path, sizeof(path));
+	assert_int_equal(access(path, F_OK), 0);
+	for (int i = 5; i < 10; i++)
+		assert_int_equal(spool_delete(sp, ids[i]), 0);
+	spool_stats(sp, &st);
+	assert_true(st.segments_removed > 0);
+	assert_true(count_segs(t, NULL) <= 1);	/* at most the active one */
+	assert_int_equal(spool_count(sp), 0);
+	spool_close(sp);
+	sp = spool_open(t->dir, &o, NULL);
+	assert_int_equal(spool_count(sp), 0);
+	spool_close(sp);
+	assert_int_equal(count_segs(t, NULL), 0);
+}
+
+/* A record larger than segment_max gets a segment of its own. */
+static void
+test_large_message(void **state)
+{
+	struct tdir *t = *state;
+	struct spool_opts o = { .segment_max = 65536 };
+	char id[QUEUE_ID_LEN + 1];
+	struct spool *sp;
+	struct buf want, got;
+
+	sp = spool_open(t->dir, &o, NULL);
+	submit_sync(sp, 0, 1000, NULL);
+	submit_sync(sp, 1, 3 * 1024 * 1024 + 17, id);	/* > chunk size */
+	submit_sync(sp, 2, 1000, NULL);
+	spool_close(sp);
+	assert_int_equal(count_segs(t, NULL), 3);
+	buf_init(&want);
+	buf_init(&got);
+	make_content(&want, 1, 3 * 1024 * 1024 + 17);
+	assert_int_equal(spool_read_content(t->dir, id, &got), 0);
+	assert_int_equal(got.len, want.len);
+	assert_memory_equal(got.data, want.data, got.len);
+	buf_free(&want);
+	buf_free(&got);
+	sp = spool_open(t->dir, &o, NULL);
+	assert_int_equal(spool_count(sp), 3);
+	spool_close(sp);
+}
+
+/* ---- failures ---- */
+
+static void
+test_invalid_submit(void **state)
+{
+	struct tdir *t = *state;
+	struct spool *sp = spool_open(t->dir, NULL, NULL);
+	struct sync_res r = { 0, -1 };
+	struct envelope e;
+
+	make_env(&e, 0, 5);
+	assert_null(spool_submit(sp, &e, "abcd", 4, sync_cb, &r));
+	assert_int_equal(errno, EINVAL);
+	strcpy(e.id, "not-an-id");
+	assert_null(spool_submit(sp, &e, "abcde", 5, sync_cb, &r));
+	assert_int_equal(errno, EINVAL);
+	queue_id_new(e.id);
+	assert_non_null(spool_submit(sp, &e, "abcde", 5, sync_cb, &r));
+	assert_null(spool_submit(sp, &e, "abcde", 5, sync_cb, &r));
+	assert_int_equal(errno, EEXIST);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(spool_count(sp), 1);
+	envelope_free(&e);
+	spool_close(sp);
+}
+
+/*
+ * RLIMIT_FSIZE makes a write past the limit fail with EFBIG (SIGXFSZ
+ * ignored), like ENOSPC: the append must be undone to the byte.
+ */
+static void
+test_write_error_rollback(void **state)
+{
+	struct tdir *t = *state;
+	char path[512];
+	struct spool *sp = spool_open(t->dir, NULL, NULL);
+	struct spool_stats st;
+	struct sync_res r = { 0, -1 };
+	struct rlimit old, lim;
+	struct envelope e;
+	struct buf c;
+	off_t before;
+
+	for (int i = 0; i < 3; i++)
+		submit_sync(sp, i, 4096, NULL);
+	seg_path(t, 1, path, sizeof(path));
+	before = file_size(path);
+
+	buf_init(&c);
+	make_content(&c, 3, 4096);
+	make_env(&e, 3, c.len);
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = (rlim_t)before + 1000;	/* half a record fits */
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	errno = 0;
+	assert_null(spool_submit(sp, &e, c.data, c.len, sync_cb, &r));
+	assert_int_equal(errno, EFBIG);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, SIG_DFL);
+	assert_int_equal(r.calls, 0);
+	assert_int_equal(file_size(path), before);	/* rolled back */
+	assert_int_equal(spool_count(sp), 3);
+	spool_stats(sp, &st);
+	assert_int_equal(st.write_errors, 1);
+
+	/* the same message goes through once there is room */
+	assert_non_null(spool_submit(sp, &e, c.data, c.len, sync_cb, &r));
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.err, 0);
+	spool_close(sp);
+	sp = spool_open(t->dir, NULL, NULL);
+	assert_int_equal(spool_count(sp), 4);
+	spool_close(sp);
+	envelope_free(&e);
+	buf_free(&c);
+}
+
+/*
+ * fdatasync fails once in server mode: the commits of that segment get
+ * the errno, the segment is sealed, later messages go to a new segment,
+ * and after a restart the failed messages do not come back even though
+ * their bytes are in the file (DEL records were appended for them).
+ */
+struct fail_load {
+	struct event_base	*base;
+	int			 pending;
+	int			 ok, failed;
+	char			 ids[33][QUEUE_ID_LEN + 1];
+	int			 err[33];
+};
+
+struct fail_sub {
+	struct fail_load	*fl;
+	int			 i;
+};
+
+static void
+fail_cb(void *arg, int err)
+{
+	struct fail_sub *s = arg;
+
+	s->fl->err[s->i] = err;
+	if (err == 0)
+		s->fl->ok++;
+	else
+		s->fl->failed++;
+	if (--s->fl->pending == 0)
+		event_base_loopbreak(s->fl->base);
+	free(s);
+}
+
+static void
+test_fdatasync_failure(void **state)
+{
+	struct tdir *t = *state;
+	struct fail_load fl;
+	struct spool_stats st;
+	struct spool *sp;
+	struct collect c;
+	struct buf content;
+	struct event *to;
+	struct timeval tv = { 30, 0 };
+	uint64_t maxnum;
+
+	memset(&fl, 0, sizeof(fl));
+	fl.base = event_base_new();
+	sp = spool_open(t->dir, NULL, fl.base);
+	assert_non_null(sp);
+	to = evtimer_new(fl.base, timeout_cb, NULL);
+	evtimer_add(to, &tv);
+	buf_init(&content);
+	make_content(&content, 0, 2000);
+
+	/* one good message first keeps segment 1 alive (and collected
+	   only once it is deleted), so the failed bytes stay on disk */
+	for (int i = 0; i < 33; i++) {
+		struct fail_sub *s = malloc(sizeof(*s));
+		struct envelope e;
+
+		s->fl = &fl;
+		s->i = i;
+		make_env(&e, i, content.len);
+		memcpy(fl.ids[i], e.id, sizeof(fl.ids[i]));
+		assert_non_null(spool_submit(sp, &e, content.data,
+		    content.len, fail_cb, s));
+		fl.pending++;
+		envelope_free(&e);
+		if (i == 0) {
+			event_base_dispatch(fl.base);
+			assert_int_equal(fl.ok, 1);
+			fl.ok = 0;
+			fail_next_syncs(1, EIO);
+		}
+	}
+	event_base_dispatch(fl.base);
+	assert_int_equal(fl.pending, 0);
+	assert_true(fl.failed >= 1);
+	assert_int_equal(fl.ok + fl.failed, 32);
+	for (int i = 1; i < 33; i++)
+		assert_true(fl.err[i] == 0 || fl.err[i] == EIO);
+	fl.ok++;	/* message 0 */
+	spool_stats(sp, &st);
+	assert_int_equal(st.commit_errors, (uint64_t)fl.failed);
+	assert_int_equal(spool_count(sp), (size_t)fl.ok);
+	spool_close(sp);
+	evtimer_del(to);
+
+	/* the failed segment was sealed: a newer one holds the DELs */
+	assert_true(count_segs(t, &maxnum) >= 2);
+	sp = spool_open(t->dir, NULL, NULL);
+	assert_int_equal(spool_count(sp), (size_t)fl.ok);
+	spool_close(sp);
+	assert_int_equal(scan_count(t, &c), (size_t)fl.ok);
+	for (int i = 0; i < 33; i++)
+		assert_int_equal(has_id(&c, fl.ids[i]), fl.err[i] == 0);
+	free(c.ids);
+
+	/* offline delete whose fdatasync fails: -1, message stays */
+	sp = spool_open(t->dir, NULL, NULL);
+	for (int i = 0; i < 33; i++) {
+		if (fl.err[i] != 0)
+			continue;
+		fail_next_syncs(1, EIO);
+		assert_int_equal(spool_delete(sp, fl.ids[i]), -1);
+		assert_int_equal(errno, EIO);
+		assert_int_equal(spool_count(sp), (size_t)fl.ok);
+		assert_int_equal(spool_delete(sp, fl.ids[i]), 0);
+		assert_int_equal(spool_count(sp), (size_t)fl.ok - 1);
+		break;
+	}
+	spool_close(sp);
+	event_free(to);
+	buf_free(&content);
+	event_base_free(fl.base);
+}
+
+/* ---- lock ---- */
+
+static void
+test_lock(void **state)
+{
+	struct tdir *t = *state;
+	struct spool *a, *b;
+
+	a = spool_open(t->dir, NULL, NULL);
+	assert_non_null(a);
+	errno = 0;
+	b = spool_open(t->dir, NULL, NULL);
+	assert_null(b);
+	assert_int_equal(errno, EWOULDBLOCK);
+	spool_close(a);
+	b = spool_open(t->dir, NULL, NULL);
+	assert_non_null(b);
+	spool_close(b);
+}
+
+/* ---- read-only scans while a server appends ---- */
+
+struct scanner {
+	const struct tdir	*t;
+	struct load		*l;
+	int			 scans;
+	size_t			 last;
+	bool			 shrank;
+	bool			 failed;
+	bool			 bad_content;
+};
+
+static void *
+scanner_main(void *arg)
+{
+	struct scanner *s = arg;
+	struct buf content, want;
+
+	buf_init(&content);
+	buf_init(&want);
+	while (!atomic_load(&s->l->finished)) {
+		struct collect c;
+
+		memset(&c, 0, sizeof(c));
+		if (spool_scan(s->t->dir, collect_cb, &c) != 0 || c.bad)
+			s->failed = true;
+		if (c.n < s->last)
+			s->shrank = true;
+		s->last = c.n;
+		s->scans++;
+		/* the newest message seen can be read whole */
+		if (c.n > 0) {
+			if (spool_read_content(s->t->dir, c.ids[c.n - 1],
+			    &content) != 0)
+				s->failed = true;
+			else if (content.len != s->l->size)
+				s->bad_content = true;
+		}
+		free(c.ids);
+	}
+	buf_free(&content);
+	buf_free(&want);
+	return NULL;
+}
+
+static void
+test_scan_concurrent(void **state)
+{
+	struct tdir *t = *state;
+	struct spool_opts o = { .segment_max = 256 * 1024 };
+	struct scanner s;
+	struct collect c;
+	pthread_t th;
+	struct load l;
+
+	memset(&l, 0, sizeof(l));
+	l.base = event_base_new();
+	l.sp = spool_open(t->dir, &o, l.base);
+	assert_non_null(l.sp);
+	l.total = 3000;
+	l.inflight_max = 16;
+	l.size = 3000;
+	l.last_seq = -1;
+	buf_init(&l.content);
+	memset(&s, 0, sizeof(s));
+	s.t = t;
+	s.l = &l;
+	assert_int_equal(pthread_create(&th, NULL, scanner_main, &s), 0);
+	load_run(&l);
+	atomic_store(&l.finished, true);
+	pthread_join(th, NULL);
+	assert_int_equal(l.errors, 0);
+	print_message("concurrent scan: %d scans during the load\n", s.scans);
+	assert_true(s.scans > 0);
+	assert_false(s.failed);
+	assert_false(s.shrank);
+	assert_false(s.bad_content);
+	assert_int_equal(scan_count(t, &c), (size_t)l.total);
+	free(c.ids);
+	spool_close(l.sp);
+	buf_free(&l.content);
+	event_base_free(l.base);
+}
+
+static void
+test_scan_missing(void **state)
+{
+	struct tdir *t = *state;
+	struct collect c;
+	char path[512];
+
+	/* an empty spool directory: nothing, no error */
+	assert_int_equal(scan_count(t, &c), 0);
+	snprintf(path, sizeof(path), "%s/nonexistent", t->dir);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(spool_scan(path, collect_cb, &c), -1);
+	assert_int_equal(errno, ENOENT);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
+		T(test_group_commit),
+		T(test_cancel),
+		T(test_close_flushes),
+		T(test_torn_tail),
+		T(test_garbage_tail),
+		T(test_unknown_type),
+		T(test_delete),
+		T(test_rotation_gc),
+		T(test_large_message),
+		T(test_invalid_submit),
+		T(test_write_error_rollback),
+		T(test_fdatasync_failure),
+		T(test_lock),
+		T(test_scan_concurrent),
+		T(test_scan_missing),
+#undef T
+	};
+
+	log_init(LOG_FMT_TEXT, LOG_LVL_WARN);
+	if (evthread_use_pthreads() != 0)
+		return 1;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
