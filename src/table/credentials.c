@@ -40,6 +40,12 @@
 #define CRED_MAX_KIB		(1024UL * 1024UL)
 #define CRED_MAX_PASSES		16UL
 #define CRED_MAX_LANES		1UL
+/* Unpadded base64: salt of 8 to 48 bytes, tag of exactly 32 bytes. */
+#define CRED_B64_CHARS		"ABCDEFGHIJKLMNOPQRSTUVWXYZ" \
+				"abcdefghijklmnopqrstuvwxyz0123456789+/"
+#define CRED_SALT_B64_MIN	11
+#define CRED_SALT_B64_MAX	64
+#define CRED_TAG_B64		43
 
 /*
  * Verified in place of a missing user's hash: same algorithm and cost as
@@ -141,6 +147,7 @@ cred_hash_problem(const char *hash)
 {
 	const char *p = hash;
 	unsigned long m, t, l;
+	size_t n;
 
 	if (strnlen(hash, crypto_pwhash_STRBYTES) >= crypto_pwhash_STRBYTES)
 		return "hash too long";
@@ -149,8 +156,15 @@ cred_hash_problem(const char *hash)
 	if (!cred_parse_num(&p, CRED_MAX_KIB, &m) || !cred_skip(&p, ",t=") ||
 	    !cred_parse_num(&p, CRED_MAX_PASSES, &t) ||
 	    !cred_skip(&p, ",p=") ||
-	    !cred_parse_num(&p, CRED_MAX_LANES, &l) || *p != '$')
+	    !cred_parse_num(&p, CRED_MAX_LANES, &l) || *p++ != '$')
 		return "hash cost missing or too high";
+	/* Salt, then a 32-byte tag: libsodium would also take other tag
+	 * lengths, against which no password ever verifies. */
+	n = strspn(p, CRED_B64_CHARS);
+	if (n < CRED_SALT_B64_MIN || n > CRED_SALT_B64_MAX || p[n] != '$' ||
+	    strspn(p + n + 1, CRED_B64_CHARS) != CRED_TAG_B64 ||
+	    p[n + 1 + CRED_TAG_B64] != '\0')
+		return "malformed hash";
 	if (crypto_pwhash_str_needs_rehash(hash,
 	    crypto_pwhash_OPSLIMIT_INTERACTIVE,
 	    crypto_pwhash_MEMLIMIT_INTERACTIVE) < 0)

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 
 /* TLS 1.2 suites: ECDHE key exchange, AEAD, for RSA or ECDSA keys. */
@@ -23,8 +24,8 @@ static const unsigned char tls_sid_ctx[] = "ombud";
 
 /*
  * "what file: reason" from OpenSSL's error queue (its oldest entry, the
- * root cause), which it then empties.  A mismatched key is named as such
- * rather than with OpenSSL's "key values mismatch".
+ * root cause), which it then empties.  A few reasons are put in words an
+ * operator recognises.
  */
 static void
 tls_error(char *err, size_t errlen, const char *what, const char *file)
@@ -33,15 +34,17 @@ tls_error(char *err, size_t errlen, const char *what, const char *file)
 	const char *reason = NULL;
 	char buf[256];
 
-	if (e != 0 && ERR_GET_LIB(e) == ERR_LIB_X509 &&
-	    ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
-		reason = "private key does not match the certificate";
-	else if (e != 0 && (reason = ERR_reason_error_string(e)) == NULL) {
+	if (e == 0)
+		reason = "unknown error";
+	else if (ERR_SYSTEM_ERROR(e))
+		reason = strerror(ERR_GET_REASON(e));
+	else if (ERR_GET_LIB(e) == ERR_LIB_PEM &&
+	    ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
+		reason = "no PEM data found";
+	else if ((reason = ERR_reason_error_string(e)) == NULL) {
 		ERR_error_string_n(e, buf, sizeof(buf));
 		reason = buf;
 	}
-	if (reason == NULL)
-		reason = "unknown error";
 	if (file)
 		snprintf(err, errlen, "%s %s: %s", what, file, reason);
 	else
@@ -49,11 +52,50 @@ tls_error(char *err, size_t errlen, const char *what, const char *file)
 	ERR_clear_error();
 }
 
+/* A daemon has nobody to ask for a passphrase: never prompt.  u, when
+ * set, counts the requests, i.e. tells an encrypted key. */
+static int
+tls_no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	if (u != NULL)
+		(*(int *)u)++;
+	return -1;
+}
+
+/* The PEM private key in path, or NULL with err. */
+static EVP_PKEY *
+tls_load_key(const char *path, char *err, size_t errlen)
+{
+	EVP_PKEY *key = NULL;
+	BIO *bio;
+	int asked = 0;
+
+	if ((bio = BIO_new_file(path, "r")) == NULL) {
+		tls_error(err, errlen, "cannot open private key", path);
+		goto fail;
+	}
+	if ((key = PEM_read_bio_PrivateKey(bio, NULL, tls_no_passphrase,
+	    &asked)) == NULL) {
+		/* OpenSSL's reasons here ("unsupported", "bad password
+		 * read") say little: say what the file lacks instead. */
+		snprintf(err, errlen, "cannot load private key %s: %s", path,
+		    asked ? "encrypted private keys are not supported" :
+		    "no PEM private key found");
+		ERR_clear_error();
+		goto fail;
+	}
+fail:
+	BIO_free(bio);
+	return key;
+}
+
 SSL_CTX *
 tls_server_ctx_new(const char *cert_file, const char *key_file,
     const char *min_version, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = NULL;
+	EVP_PKEY *key = NULL;
+	X509 *cert;
 	int minv;
 
 	ERR_clear_error();
@@ -75,6 +117,7 @@ tls_server_ctx_new(const char *cert_file, const char *key_file,
 		tls_error(err, errlen, "SSL_CTX_new", NULL);
 		goto fail;
 	}
+	SSL_CTX_set_default_passwd_cb(ctx, tls_no_passphrase);
 	if (SSL_CTX_set_min_proto_version(ctx, minv) != 1) {
 		tls_error(err, errlen, "cannot set the TLS minimum version",
 		    NULL);
@@ -93,22 +136,31 @@ tls_server_ctx_new(const char *cert_file, const char *key_file,
 		    NULL);
 		goto fail;
 	}
-	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1 ||
+	    (cert = SSL_CTX_get0_certificate(ctx)) == NULL) {
 		tls_error(err, errlen, "cannot load certificate chain",
 		    cert_file);
 		goto fail;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) !=
-	    1) {
-		tls_error(err, errlen, "cannot load private key", key_file);
+	if ((key = tls_load_key(key_file, err, errlen)) == NULL)
+		goto fail;
+	/* Also catches a key of another type, which OpenSSL would file in
+	 * another slot and report as "no certificate assigned". */
+	if (X509_check_private_key(cert, key) != 1) {
+		snprintf(err, errlen, "private key %s does not match the "
+		    "certificate %s", key_file, cert_file);
+		ERR_clear_error();
 		goto fail;
 	}
-	if (SSL_CTX_check_private_key(ctx) != 1) {
+	if (SSL_CTX_use_PrivateKey(ctx, key) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
 		tls_error(err, errlen, "cannot use private key", key_file);
 		goto fail;
 	}
+	EVP_PKEY_free(key);
 	return ctx;
 fail:
+	EVP_PKEY_free(key);
 	SSL_CTX_free(ctx);
 	return NULL;
 }
