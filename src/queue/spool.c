@@ -64,7 +64,7 @@
  *
  * Recovery (spool_open) reads every segment in numeric order with the
  * same record reader as spool_scan: MSG adds to the index (a second MSG
- * with a live id moves it: reserved for compaction), DEL removes.  A
+ * with a live id moves it: compaction), DEL removes.  A
  * record with bad magic, bad CRC or running past the end of the file
  * ends that segment (a warning gives the segment, offset and ignored
  * bytes): nothing after it was ever acknowledged, since an
@@ -82,10 +82,15 @@
  * opening held nothing live; segments created meanwhile are picked up by
  * listing the directory again.
  *
- * Known limit: a message that stays queued pins its segment and, through
- * the GC rule, every newer one.  Compaction (re-appending the few live
- * messages of an old segment as new MSG records, which recovery already
- * treats as a move) is the planned remedy; not done yet.
+ * Compaction (an addition to the original design): through the GC rule a
+ * single message that stays queued for days would pin its segment and
+ * every newer one.  So when the oldest segment is at least 3/4 dead and
+ * others follow it, the server copies its live records to the end of the
+ * log as new MSG records, a few MiB per step, riding the group commit;
+ * when a copy is durable the index points at it, and once the last one
+ * moved the segment is collected.  Recovery treats a second MSG record
+ * with a live id as a move.  A moved message keeps its place in the
+ * acceptance order until the next restart, which orders it by the copy.
  *
  * What it must never do: call a commit callback before the record, the
  * file size and the segment's directory entry are on stable storage;
@@ -124,6 +129,7 @@
 #define SPOOL_SEG_NAME_LEN	(SPOOL_SEG_DIGITS + 4)	/* + ".seg" */
 #define SPOOL_CHUNK		(256 * 1024)
 #define SPOOL_RELIST_MAX	16
+#define SPOOL_COMPACT_BATCH	(UINT64_C(4) << 20)	/* bytes per step */
 
 enum spool_rec_type {
 	SPOOL_REC_MSG = 1,
@@ -131,6 +137,8 @@ enum spool_rec_type {
 	SPOOL_REC_RCPT = 3,	/* reserved: per-recipient state */
 	SPOOL_REC_HOLD = 4,	/* reserved: hold / release */
 };
+
+TAILQ_HEAD(spool_ents, spool_ent);
 
 struct spool_seg {
 	uint64_t		 num;
@@ -143,6 +151,8 @@ struct spool_seg {
 	bool			 failed;	/* fdatasync failed (mtx) */
 	bool			 syncing;	/* commit thread uses fd (mtx) */
 	size_t			 live;		/* index entries here (loop) */
+	uint64_t		 live_bytes;	/* their records' bytes (loop) */
+	struct spool_ents	 ents;		/* those entries (loop) */
 	size_t			 ncommits;	/* handles pointing here (loop) */
 	TAILQ_ENTRY(spool_seg)	 entry;		/* (mtx) */
 };
@@ -156,8 +166,8 @@ struct spool_ent {
 	uint32_t		 nrcpt;
 	struct spool_ent	*hnext;		/* hash chain */
 	TAILQ_ENTRY(spool_ent)	 entry;		/* acceptance order */
+	TAILQ_ENTRY(spool_ent)	 seg_entry;	/* in seg->ents */
 };
-TAILQ_HEAD(spool_ents, spool_ent);
 
 struct spool_commit {
 	struct spool_seg	*seg;
@@ -167,6 +177,13 @@ struct spool_commit {
 	int			 err;
 	char			 id[QUEUE_ID_LEN + 1];
 	struct spool_commit	*next;
+	/* compaction: the record is a copy of the one at (from, from_off);
+	   once durable the index moves to (seg, off) */
+	bool			 reloc;
+	struct spool_seg	*from;		/* holds a ncommits reference */
+	uint64_t		 from_off;
+	uint64_t		 off;
+	uint32_t		 len;
 };
 
 struct spool {
@@ -188,6 +205,12 @@ struct spool {
 
 	/* segments: oldest first; active is the last one when not sealed */
 	struct spool_segs	 segs;
+	size_t			 nsegs;
+
+	/* compaction (loop thread) */
+	struct spool_reader	*crd;		/* reads the segment emptied */
+	size_t			 nreloc;	/* copies not yet durable */
+	uint64_t		 compact_skip;	/* segment found unreadable */
 
 	/* commits waiting for durability, submission order (loop thread) */
 	struct spool_commit	*cq_head, *cq_tail, *cfree;
@@ -205,7 +228,8 @@ struct spool {
 
 	_Atomic uint64_t	 n_commits, n_commit_errors, n_fsyncs,
 				 n_dir_fsyncs, n_records, n_bytes,
-				 n_write_errors, n_seg_created, n_seg_removed;
+				 n_write_errors, n_seg_created, n_seg_removed,
+				 n_relocated;
 };
 
 /* One record as read from a segment. */
@@ -258,6 +282,7 @@ static struct spool_ent *spool_index_find(const struct spool *sp,
     const char *id);
 static struct spool_ent *spool_index_add(struct spool *sp, const char *id);
 static void spool_index_remove(struct spool *sp, struct spool_ent *ent);
+static void spool_index_unplace(struct spool_ent *ent);
 static void spool_index_place(struct spool_ent *ent, struct spool_seg *seg,
     uint64_t off, uint32_t len, size_t nrcpt);
 static struct spool *spool_new(const char *dir, bool readonly);
@@ -287,6 +312,10 @@ static int spool_wait_durable(struct spool *sp, struct spool_seg *seg,
 static void spool_forget(struct spool *sp, const char *id,
     struct spool_seg *seg);
 static void spool_process(struct spool *sp);
+static void spool_relocated(struct spool *sp, struct spool_commit *c);
+static void spool_compact(struct spool *sp);
+static struct spool_commit *spool_commit_new(struct spool *sp,
+    struct spool_seg *seg, uint64_t end, const char *id);
 static void spool_close_fds(struct spool *sp);
 static void spool_gc(struct spool *sp);
 static void spool_event_cb(evutil_socket_t fd, short what, void *arg);
@@ -491,25 +520,38 @@ spool_index_remove(struct spool *sp, struct spool_ent *ent)
 	}
 	*pp = ent->hnext;
 	TAILQ_REMOVE(&sp->order, ent, entry);
-	if (ent->seg) {
-		if (ent->seg->live == 0)
-			fatalx("spool: live count of segment %" PRIu64
-			    " underflows", ent->seg->num);
-		ent->seg->live--;
-	}
+	spool_index_unplace(ent);
 	sp->count--;
 	free(ent);
 }
 
-/* Point ent at a record (moving it between segments' live counts). */
+/* Take ent out of its segment's live set. */
+static void
+spool_index_unplace(struct spool_ent *ent)
+{
+	struct spool_seg *seg = ent->seg;
+
+	if (seg == NULL)
+		return;
+	if (seg->live == 0 || seg->live_bytes < SPOOL_HDR_LEN + ent->len)
+		fatalx("spool: live count of segment %" PRIu64 " underflows",
+		    seg->num);
+	seg->live--;
+	seg->live_bytes -= SPOOL_HDR_LEN + ent->len;
+	TAILQ_REMOVE(&seg->ents, ent, seg_entry);
+	ent->seg = NULL;
+}
+
+/* Point ent at a record (moving it between segments' live sets). */
 static void
 spool_index_place(struct spool_ent *ent, struct spool_seg *seg,
     uint64_t off, uint32_t len, size_t nrcpt)
 {
-	if (ent->seg)
-		ent->seg->live--;
+	spool_index_unplace(ent);
 	ent->seg = seg;
 	seg->live++;
+	seg->live_bytes += SPOOL_HDR_LEN + (uint64_t)len;
+	TAILQ_INSERT_TAIL(&seg->ents, ent, seg_entry);
 	ent->off = off;
 	ent->len = len;
 	ent->nrcpt = (uint32_t)nrcpt;
@@ -567,6 +609,12 @@ spool_free(struct spool *sp)
 	while ((c = sp->cfree) != NULL) {
 		sp->cfree = c->next;
 		free(c);
+	}
+	if (sp->crd) {
+		if (sp->crd->fd >= 0)
+			close(sp->crd->fd);
+		spool_reader_free(sp->crd);
+		free(sp->crd);
 	}
 	if (sp->ev)
 		event_free(sp->ev);
@@ -902,8 +950,10 @@ spool_seg_link(struct spool *sp, uint64_t num, int fd)
 
 	seg->num = num;
 	seg->fd = fd;
+	TAILQ_INIT(&seg->ents);
 	pthread_mutex_lock(&sp->mtx);
 	TAILQ_INSERT_TAIL(&sp->segs, seg, entry);
+	sp->nsegs++;
 	pthread_mutex_unlock(&sp->mtx);
 	return seg;
 }
@@ -1127,7 +1177,9 @@ spool_process(struct spool *sp)
 		int err = c->err;
 
 		ready = c->next;
-		if (err != 0) {
+		if (c->reloc)
+			spool_relocated(sp, c);
+		else if (err != 0) {
 			atomic_fetch_add(&sp->n_commit_errors, 1);
 			spool_forget(sp, c->id, c->seg);
 		} else
@@ -1146,6 +1198,103 @@ spool_process(struct spool *sp)
 	}
 	spool_close_fds(sp);
 	spool_gc(sp);
+	spool_compact(sp);
+}
+
+/* A compaction copy is durable (or failed): move the index to it. */
+static void
+spool_relocated(struct spool *sp, struct spool_commit *c)
+{
+	struct spool_ent *ent = spool_index_find(sp, c->id);
+
+	sp->nreloc--;
+	c->from->ncommits--;
+	/* deleted meanwhile, or the copy failed: the original stays */
+	if (c->err == 0 && ent != NULL && ent->seg == c->from &&
+	    ent->off == c->from_off) {
+		spool_index_place(ent, c->seg, c->off, c->len, ent->nrcpt);
+		atomic_fetch_add(&sp->n_relocated, 1);
+	}
+}
+
+/*
+ * Compaction: when the oldest segment is mostly dead but still holds a
+ * few live messages, it pins every newer segment (the GC rule).  Copy
+ * its live records, a batch at a time, to the end of the log as new MSG
+ * records (recovery treats a second MSG with a live id as a move); once
+ * a copy is durable the index points at it, and when the last one moved
+ * the segment is collected.  Server mode only: the copies ride the group
+ * commit like any message.
+ */
+static void
+spool_compact(struct spool *sp)
+{
+	struct spool_seg *seg = TAILQ_FIRST(&sp->segs), *to;
+	struct spool_ent *ent, *next;
+	struct spool_rec rec;
+	struct spool_commit *c;
+	struct iovec iov;
+	uint64_t off, end, budget = SPOOL_COMPACT_BATCH;
+	char name[SPOOL_SEG_NAME_LEN + 1];
+	bool clean;
+
+	if (!sp->thread_started || sp->nreloc > 0 || seg == NULL ||
+	    seg->live == 0 || sp->nsegs < 3 || seg->num == sp->compact_skip)
+		return;
+	pthread_mutex_lock(&sp->mtx);
+	clean = seg->sealed && !seg->failed && seg->synced >= seg->end;
+	pthread_mutex_unlock(&sp->mtx);
+	/* only a settled segment that is at least 3/4 dead */
+	if (!clean || seg->ncommits > 0 || seg->live_bytes > seg->end / 4)
+		return;
+	if (sp->crd == NULL) {
+		sp->crd = xmalloc(sizeof(*sp->crd));
+		spool_reader_init(sp->crd, -1);
+	}
+	if (sp->crd->fd < 0 || sp->crd->segnum != seg->num) {
+		if (sp->crd->fd >= 0)
+			close(sp->crd->fd);
+		sp->crd->segnum = seg->num;
+		spool_seg_name(name, seg->num);
+		sp->crd->fd = openat(sp->segdirfd, name, O_RDONLY | O_CLOEXEC);
+		if (sp->crd->fd < 0) {
+			log_warn("spool %s: compaction: open %s", sp->dir,
+			    name);
+			sp->compact_skip = seg->num;
+			return;
+		}
+	}
+	for (ent = TAILQ_FIRST(&seg->ents); ent != NULL && budget > 0;
+	    ent = next) {
+		next = TAILQ_NEXT(ent, seg_entry);
+		sp->crd->off = ent->off;
+		if (spool_read_record(sp->crd, true, &rec) != SPOOL_RD_OK ||
+		    rec.type != SPOOL_REC_MSG || rec.len != ent->len) {
+			log_warnx("spool %s: compaction: record of %s at "
+			    "offset %" PRIu64 " of segment %" PRIu64
+			    " unreadable, leaving the segment", sp->dir,
+			    ent->id, ent->off, seg->num);
+			sp->compact_skip = seg->num;
+			return;
+		}
+		iov.iov_base = (void *)rec.data;
+		iov.iov_len = rec.len;
+		if ((to = spool_append(sp, SPOOL_REC_MSG, &iov, 1, &off,
+		    &end)) == NULL) {
+			log_warn("spool %s: compaction: copy %s", sp->dir,
+			    ent->id);
+			return;		/* tried again later */
+		}
+		c = spool_commit_new(sp, to, end, ent->id);
+		c->reloc = true;
+		c->from = seg;
+		c->from_off = ent->off;
+		c->off = off;
+		c->len = rec.len;
+		seg->ncommits++;
+		sp->nreloc++;
+		budget -= budget < rec.len ? budget : rec.len;
+	}
 }
 
 /* Close the fds of sealed segments that need no more fdatasync. */
@@ -1205,6 +1354,7 @@ spool_gc(struct spool *sp)
 		}
 		pthread_mutex_lock(&sp->mtx);
 		TAILQ_REMOVE(&sp->segs, seg, entry);
+		sp->nsegs--;
 		pthread_mutex_unlock(&sp->mtx);
 		if (seg->fd >= 0)
 			close(seg->fd);
@@ -1409,6 +1559,32 @@ spool_close(struct spool *sp)
 	spool_free(sp);
 }
 
+/* A commit for the record ending at end in seg, queued last. */
+static struct spool_commit *
+spool_commit_new(struct spool *sp, struct spool_seg *seg, uint64_t end,
+    const char *id)
+{
+	struct spool_commit *c;
+
+	if ((c = sp->cfree) != NULL) {
+		sp->cfree = c->next;
+		sp->ncfree--;
+	} else
+		c = xmalloc(sizeof(*c));
+	memset(c, 0, sizeof(*c));
+	c->seg = seg;
+	c->end = end;
+	memcpy(c->id, id, QUEUE_ID_LEN);
+	c->id[QUEUE_ID_LEN] = '\0';
+	seg->ncommits++;
+	if (sp->cq_tail)
+		sp->cq_tail->next = c;
+	else
+		sp->cq_head = c;
+	sp->cq_tail = c;
+	return c;
+}
+
 struct spool_commit *
 spool_submit(struct spool *sp, const struct envelope *e,
     const char *content, size_t content_len, spool_commit_cb cb, void *arg)
@@ -1441,26 +1617,9 @@ spool_submit(struct spool *sp, const struct envelope *e,
 	ent = spool_index_add(sp, e->id);
 	spool_index_place(ent, seg, off, (uint32_t)(end - off - SPOOL_HDR_LEN),
 	    e->nrcpt);
-
-	if ((c = sp->cfree) != NULL) {
-		sp->cfree = c->next;
-		sp->ncfree--;
-	} else
-		c = xmalloc(sizeof(*c));
-	c->seg = seg;
-	c->end = end;
+	c = spool_commit_new(sp, seg, end, e->id);
 	c->cb = cb;
 	c->arg = arg;
-	c->err = 0;
-	memcpy(c->id, e->id, sizeof(c->id));
-	c->next = NULL;
-	seg->ncommits++;
-	if (sp->cq_tail)
-		sp->cq_tail->next = c;
-	else
-		sp->cq_head = c;
-	sp->cq_tail = c;
-
 	if (!sp->thread_started) {
 		spool_sync_all(sp);
 		spool_process(sp);
@@ -1511,6 +1670,7 @@ spool_delete(struct spool *sp, const char *id)
 	/* the loop thread is here: nothing else touched the index */
 	spool_index_remove(sp, ent);
 	spool_gc(sp);
+	spool_compact(sp);
 	return 0;
 }
 
@@ -1532,6 +1692,7 @@ spool_stats(const struct spool *sp, struct spool_stats *out)
 	out->write_errors = atomic_load(&sp->n_write_errors);
 	out->segments_created = atomic_load(&sp->n_seg_created);
 	out->segments_removed = atomic_load(&sp->n_seg_removed);
+	out->relocated = atomic_load(&sp->n_relocated);
 }
 
 /* Build a read-only index of dir (no lock).  0 or -1 with errno. */

@@ -84,6 +84,7 @@ struct spool_stats {
 	uint64_t	write_errors;	/* appends that failed and were undone */
 	uint64_t	segments_created;
 	uint64_t	segments_removed;
+	uint64_t	relocated;	/* live messages moved by compaction */
 };
 void spool_stats(const struct spool *sp, struct spool_stats *out);
 

@@ -807,6 +807,81 @@ test_rotation_gc(void **state)
 	assert_int_equal(count_segs(t, NULL), 0);
 }
 
+/*
+ * Compaction: two long-lived messages (0 and 50) would pin every segment
+ * after theirs; the server copies them forward and collects the rest.
+ */
+static void
+test_compaction(void **state)
+{
+	struct tdir *t = *state;
+	struct spool_opts o = { .segment_max = 16384 };
+	struct spool_stats st;
+	struct collect c;
+	struct buf got, want;
+	struct load l;
+	char path[512];
+	int keep[] = { 0, 50 };
+
+	memset(&l, 0, sizeof(l));
+	l.base = event_base_new();
+	l.sp = spool_open(t->dir, &o, l.base);
+	assert_non_null(l.sp);
+	l.total = 100;
+	l.inflight_max = 8;
+	l.size = 1500;
+	l.last_seq = -1;
+	l.ids = calloc(200, sizeof(*l.ids));
+	buf_init(&l.content);
+	load_run(&l);
+	assert_int_equal(l.errors, 0);
+	assert_true(count_segs(t, NULL) >= 10);
+	for (int i = 0; i < 100; i++)
+		if (i != keep[0] && i != keep[1])
+			assert_int_equal(spool_delete(l.sp, l.ids[i]), 0);
+	/* more traffic drives the loop that completes the copies */
+	for (int round = 0; round < 10; round++) {
+		l.total += 10;
+		load_run(&l);
+		spool_stats(l.sp, &st);
+		if (st.relocated >= 2 && count_segs(t, NULL) <= 3)
+			break;
+	}
+	spool_stats(l.sp, &st);
+	print_message("compaction: %llu moved, %llu segments removed, %d "
+	    "left\n", (unsigned long long)st.relocated,
+	    (unsigned long long)st.segments_removed, count_segs(t, NULL));
+	assert_int_equal(st.relocated, 2);
+	assert_true(count_segs(t, NULL) <= 3);
+	seg_path(t, 1, path, sizeof(path));
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(spool_count(l.sp), 2 + (size_t)l.total - 100);
+
+	buf_init(&got);
+	buf_init(&want);
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(spool_read_content(t->dir, l.ids[keep[k]],
+		    &got), 0);
+		make_content(&want, keep[k], l.size);
+		assert_int_equal(got.len, want.len);
+		assert_memory_equal(got.data, want.data, got.len);
+	}
+	spool_close(l.sp);
+	l.sp = spool_open(t->dir, &o, NULL);
+	assert_int_equal(spool_count(l.sp), 2 + (size_t)l.total - 100);
+	spool_close(l.sp);
+	assert_int_equal(scan_count(t, &c), 2 + (size_t)l.total - 100);
+	assert_true(has_id(&c, l.ids[keep[0]]));
+	assert_true(has_id(&c, l.ids[keep[1]]));
+	assert_false(has_id(&c, l.ids[1]));
+	free(c.ids);
+	buf_free(&got);
+	buf_free(&want);
+	buf_free(&l.content);
+	free(l.ids);
+	event_base_free(l.base);
+}
+
 /* A record larger than segment_max gets a segment of its own. */
 static void
 test_large_message(void **state)
@@ -1166,6 +1241,7 @@ main(void)
 		T(test_unknown_type),
 		T(test_delete),
 		T(test_rotation_gc),
+		T(test_compaction),
 		T(test_large_message),
 		T(test_invalid_submit),
 		T(test_write_error_rollback),
