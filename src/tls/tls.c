@@ -5,8 +5,9 @@
  * server cipher preference, server session cache and tickets on.
  *
  * Must never: accept a key that does not match its certificate, fall back
- * to a protocol below the configured minimum, or put key material in an
- * error message (only file names and OpenSSL's reason text).
+ * to a protocol below the configured minimum, prompt for a passphrase (an
+ * encrypted key is an error), or put key material in an error message
+ * (only file names and OpenSSL's reason text).
  */
 #include "tls/tls.h"
 
