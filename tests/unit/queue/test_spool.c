@@ -344,6 +344,41 @@ timeout_cb(evutil_socket_t fd, short what, void *arg)
 	fail_msg("event loop timed out");
 }
 
+/*
+ * A load of total messages of size bytes, inflight at a time, with a
+ * server-mode spool on a new event_base (or on base/sp when given).
+ * ids_cap > 0 records the ids of the first ids_cap messages.
+ */
+static void
+load_init(struct load *l, const char *dir, const struct spool_opts *o,
+    int total, int inflight, size_t size, size_t ids_cap)
+{
+	memset(l, 0, sizeof(*l));
+	l->base = event_base_new();
+	assert_non_null(l->base);
+	if (dir != NULL) {
+		l->sp = spool_open(dir, o, l->base);
+		assert_non_null(l->sp);
+	}
+	l->total = total;
+	l->inflight_max = inflight;
+	l->size = size;
+	l->last_seq = -1;
+	if (ids_cap > 0)
+		l->ids = calloc(ids_cap, sizeof(*l->ids));
+	buf_init(&l->content);
+}
+
+static void
+load_free(struct load *l)
+{
+	if (l->sp != NULL)
+		spool_close(l->sp);
+	buf_free(&l->content);
+	free(l->ids);
+	event_base_free(l->base);
+}
+
 /* Run the load to completion on base. */
 static void
 load_run(struct load *l)
@@ -370,17 +405,7 @@ test_group_commit(void **state)
 	int64_t t0;
 	double secs;
 
-	memset(&l, 0, sizeof(l));
-	l.base = event_base_new();
-	assert_non_null(l.base);
-	l.sp = spool_open(t->dir, NULL, l.base);
-	assert_non_null(l.sp);
-	l.total = 5000;
-	l.inflight_max = 64;
-	l.size = 4096;
-	l.last_seq = -1;
-	l.ids = calloc((size_t)l.total, sizeof(*l.ids));
-	buf_init(&l.content);
+	load_init(&l, t->dir, NULL, 5000, 64, 4096, 5000);
 	t0 = now_usec_wall();
 	load_run(&l);
 	secs = (double)(now_usec_wall() - t0) / 1e6;
@@ -400,6 +425,7 @@ test_group_commit(void **state)
 	assert_true(st.fsyncs > 0);
 	assert_true(st.fsyncs < st.commits);	/* the point of it all */
 	spool_close(l.sp);
+	l.sp = NULL;
 
 	/* a read-only scan and a reopen find them all, in order */
 	assert_int_equal(scan_count(t, &c), (size_t)l.total);
@@ -418,11 +444,7 @@ test_group_commit(void **state)
 	l.sp = spool_open(t->dir, NULL, NULL);
 	assert_non_null(l.sp);
 	assert_int_equal(spool_count(l.sp), (size_t)l.total);
-	spool_close(l.sp);
-
-	buf_free(&l.content);
-	free(l.ids);
-	event_base_free(l.base);
+	load_free(&l);
 }
 
 /* A cancelled commit still happens; only its callback is dropped. */
@@ -430,15 +452,16 @@ static void
 test_cancel(void **state)
 {
 	struct tdir *t = *state;
-	struct event_base *base = event_base_new();
-	struct spool *sp = spool_open(t->dir, NULL, base);
 	struct spool_commit *h;
 	struct sync_res r1 = { 0, -1 }, r2 = { 0, -1 };
 	struct envelope e1, e2;
 	struct buf c;
 	struct load l;
+	struct spool *sp;
 
-	assert_non_null(sp);
+	/* a third, uncancelled message will drive the loop */
+	load_init(&l, t->dir, NULL, 1, 1, 100, 0);
+	sp = l.sp;
 	buf_init(&c);
 	make_content(&c, 1, 100);
 	make_env(&e1, 1, c.len);
@@ -447,21 +470,13 @@ test_cancel(void **state)
 	assert_non_null(h);
 	assert_non_null(spool_submit(sp, &e2, c.data, c.len, sync_cb, &r2));
 	spool_commit_cancel(h);
-	/* drive the loop with a third, uncancelled message */
-	memset(&l, 0, sizeof(l));
-	l.sp = sp;
-	l.base = base;
-	l.total = 1;
-	l.inflight_max = 1;
-	l.size = 100;
-	l.last_seq = -1;
-	buf_init(&l.content);
 	load_run(&l);
 	assert_int_equal(r1.calls, 0);
 	assert_int_equal(r2.calls, 1);
 	assert_int_equal(r2.err, 0);
 	assert_int_equal(spool_count(sp), 3);
 	spool_close(sp);
+	l.sp = NULL;
 	sp = spool_open(t->dir, NULL, NULL);
 	assert_int_equal(spool_count(sp), 3);
 	spool_close(sp);
@@ -480,8 +495,7 @@ test_cancel(void **state)
 	envelope_free(&e1);
 	envelope_free(&e2);
 	buf_free(&c);
-	buf_free(&l.content);
-	event_base_free(base);
+	load_free(&l);
 }
 
 /* close() with commits in flight runs their callbacks before returning */
@@ -823,16 +837,7 @@ test_compaction(void **state)
 	char path[512];
 	int keep[] = { 0, 50 };
 
-	memset(&l, 0, sizeof(l));
-	l.base = event_base_new();
-	l.sp = spool_open(t->dir, &o, l.base);
-	assert_non_null(l.sp);
-	l.total = 100;
-	l.inflight_max = 8;
-	l.size = 1500;
-	l.last_seq = -1;
-	l.ids = calloc(200, sizeof(*l.ids));
-	buf_init(&l.content);
+	load_init(&l, t->dir, &o, 100, 8, 1500, 200);
 	load_run(&l);
 	assert_int_equal(l.errors, 0);
 	assert_true(count_segs(t, NULL) >= 10);
@@ -870,6 +875,7 @@ test_compaction(void **state)
 	l.sp = spool_open(t->dir, &o, NULL);
 	assert_int_equal(spool_count(l.sp), 2 + (size_t)l.total - 100);
 	spool_close(l.sp);
+	l.sp = NULL;
 	assert_int_equal(scan_count(t, &c), 2 + (size_t)l.total - 100);
 	assert_true(has_id(&c, l.ids[keep[0]]));
 	assert_true(has_id(&c, l.ids[keep[1]]));
@@ -877,9 +883,7 @@ test_compaction(void **state)
 	free(c.ids);
 	buf_free(&got);
 	buf_free(&want);
-	buf_free(&l.content);
-	free(l.ids);
-	event_base_free(l.base);
+	load_free(&l);
 }
 
 /* A record larger than segment_max gets a segment of its own. */
@@ -1184,15 +1188,7 @@ test_scan_concurrent(void **state)
 	pthread_t th;
 	struct load l;
 
-	memset(&l, 0, sizeof(l));
-	l.base = event_base_new();
-	l.sp = spool_open(t->dir, &o, l.base);
-	assert_non_null(l.sp);
-	l.total = 3000;
-	l.inflight_max = 16;
-	l.size = 3000;
-	l.last_seq = -1;
-	buf_init(&l.content);
+	load_init(&l, t->dir, &o, 3000, 16, 3000, 0);
 	memset(&s, 0, sizeof(s));
 	s.t = t;
 	s.l = &l;
@@ -1208,9 +1204,7 @@ test_scan_concurrent(void **state)
 	assert_false(s.bad_content);
 	assert_int_equal(scan_count(t, &c), (size_t)l.total);
 	free(c.ids);
-	spool_close(l.sp);
-	buf_free(&l.content);
-	event_base_free(l.base);
+	load_free(&l);
 }
 
 static void
