@@ -60,29 +60,39 @@ enum smtp_perr {
 	PERR_LONG,
 };
 
+/* Value tables below rely on these orders. */
+_Static_assert(SMTP_BODY_8BITMIME == SMTP_BODY_7BIT + 1 &&
+    SMTP_BODY_BINARYMIME == SMTP_BODY_7BIT + 2, "smtp_body order");
+_Static_assert(SMTP_RET_HDRS == SMTP_RET_FULL + 1, "smtp_ret order");
+_Static_assert(SMTP_NOTIFY_NEVER == 1 && SMTP_NOTIFY_SUCCESS == 2 &&
+    SMTP_NOTIFY_FAILURE == 4 && SMTP_NOTIFY_DELAY == 8, "notify bits");
+
 /* Domain scanning options. */
 #define DOM_UTF8	0x1	/* U-labels (RFC 6531) */
 #define DOM_LITERAL	0x2	/* [IPv4] / [IPv6:...] */
 #define DOM_UNDERSCORE	0x4	/* '_' in labels (HELO leniency) */
 
+/* Verbs; MAIL and RCPT must go on with a keyword and a colon. */
 static const struct {
 	const char	*name;
 	enum smtp_verb	 verb;
+	const char	*prefix;	/* e.g. "FROM:", or NULL */
+	const char	*syntax;	/* reply when the prefix is missing */
 } smtp_verbs[] = {
-	{ "HELO", SMTP_VERB_HELO },
-	{ "EHLO", SMTP_VERB_EHLO },
-	{ "MAIL", SMTP_VERB_MAIL },
-	{ "RCPT", SMTP_VERB_RCPT },
-	{ "DATA", SMTP_VERB_DATA },
-	{ "BDAT", SMTP_VERB_BDAT },
-	{ "RSET", SMTP_VERB_RSET },
-	{ "NOOP", SMTP_VERB_NOOP },
-	{ "QUIT", SMTP_VERB_QUIT },
-	{ "VRFY", SMTP_VERB_VRFY },
-	{ "EXPN", SMTP_VERB_EXPN },
-	{ "HELP", SMTP_VERB_HELP },
-	{ "STARTTLS", SMTP_VERB_STARTTLS },
-	{ "AUTH", SMTP_VERB_AUTH },
+	{ "HELO", SMTP_VERB_HELO, NULL, NULL },
+	{ "EHLO", SMTP_VERB_EHLO, NULL, NULL },
+	{ "MAIL", SMTP_VERB_MAIL, "FROM:", R_MAIL_SYNTAX },
+	{ "RCPT", SMTP_VERB_RCPT, "TO:", R_RCPT_SYNTAX },
+	{ "DATA", SMTP_VERB_DATA, NULL, NULL },
+	{ "BDAT", SMTP_VERB_BDAT, NULL, NULL },
+	{ "RSET", SMTP_VERB_RSET, NULL, NULL },
+	{ "NOOP", SMTP_VERB_NOOP, NULL, NULL },
+	{ "QUIT", SMTP_VERB_QUIT, NULL, NULL },
+	{ "VRFY", SMTP_VERB_VRFY, NULL, NULL },
+	{ "EXPN", SMTP_VERB_EXPN, NULL, NULL },
+	{ "HELP", SMTP_VERB_HELP, NULL, NULL },
+	{ "STARTTLS", SMTP_VERB_STARTTLS, NULL, NULL },
+	{ "AUTH", SMTP_VERB_AUTH, NULL, NULL },
 };
 
 static bool
@@ -117,6 +127,19 @@ static bool
 smtp_tok_eq(const char *p, size_t n, const char *lit)
 {
 	return strlen(lit) == n && ascii_strncasecmp(p, lit, n) == 0;
+}
+
+/* Index of the counted token in names (case-insensitive), or -1. */
+static int
+smtp_tok_index(const char *p, size_t n, const char *const *names,
+    size_t nnames)
+{
+	size_t i;
+
+	for (i = 0; i < nnames; i++)
+		if (smtp_tok_eq(p, n, names[i]))
+			return (int)i;
+	return -1;
 }
 
 /*
@@ -163,7 +186,7 @@ const char *
 smtp_parse_command(const char *line, size_t len, struct smtp_cmd *out)
 {
 	const char *arg;
-	size_t vlen, i;
+	size_t vlen, i, plen;
 
 	out->verb = SMTP_VERB_UNKNOWN;
 	out->arg = "";
@@ -180,19 +203,14 @@ smtp_parse_command(const char *line, size_t len, struct smtp_cmd *out)
 	arg = line + vlen;
 	while (*arg == ' ')
 		arg++;
-	if (smtp_verbs[i].verb == SMTP_VERB_MAIL) {
-		if (ascii_strncasecmp(arg, "FROM:", 5) != 0)
-			return R_MAIL_SYNTAX;
-		arg += 5;
-	} else if (smtp_verbs[i].verb == SMTP_VERB_RCPT) {
-		if (ascii_strncasecmp(arg, "TO:", 3) != 0)
-			return R_RCPT_SYNTAX;
-		arg += 3;
-	}
-	if (smtp_verbs[i].verb == SMTP_VERB_MAIL ||
-	    smtp_verbs[i].verb == SMTP_VERB_RCPT)
+	if (smtp_verbs[i].prefix != NULL) {
+		plen = strlen(smtp_verbs[i].prefix);
+		if (ascii_strncasecmp(arg, smtp_verbs[i].prefix, plen) != 0)
+			return smtp_verbs[i].syntax;
+		arg += plen;
 		while (*arg == ' ')	/* tolerated, as Postfix does */
 			arg++;
+	}
 	out->verb = smtp_verbs[i].verb;
 	out->arg = arg;
 	return NULL;
@@ -364,7 +382,9 @@ smtp_parse_path(const char **pp, bool postmaster, struct smtp_path *path)
 	while (*p == '@') {	/* A-d-l: At-domain *( "," At-domain ) ":" */
 		route = true;
 		p++;
-		if ((e = smtp_scan_domain(p, DOM_UTF8, &dlen, &path->utf8)) !=
+		/* obsolete and discarded: ASCII only, so that utf8 describes
+		 * exactly the address that is kept */
+		if ((e = smtp_scan_domain(p, 0, &dlen, &path->utf8)) !=
 		    PERR_OK)
 			return e;
 		p += dlen;
@@ -486,6 +506,16 @@ smtp_next_param(const char **pp, struct smtp_param *prm)
 	return 1;
 }
 
+/* Index of a parameter's value in names, or -1 (also when no value). */
+static int
+smtp_val_index(const struct smtp_param *prm, const char *const *names,
+    size_t nnames)
+{
+	if (prm->val == NULL)
+		return -1;
+	return smtp_tok_index(prm->val, prm->vlen, names, nnames);
+}
+
 /* A known parameter: its name and what checks and stores its value. */
 struct smtp_kw {
 	const char	*name;
@@ -549,18 +579,14 @@ smtp_param_size(const struct smtp_param *prm, void *ctx)
 static const char *
 smtp_param_body(const struct smtp_param *prm, void *ctx)
 {
+	static const char *const names[] = { "7BIT", "8BITMIME",
+	    "BINARYMIME" };
 	struct smtp_mail_params *mp = ctx;
+	int i;
 
-	if (prm->val == NULL)
+	if ((i = smtp_val_index(prm, names, nitems(names))) < 0)
 		return R_BAD_BODY;
-	if (smtp_tok_eq(prm->val, prm->vlen, "7BIT"))
-		mp->body = SMTP_BODY_7BIT;
-	else if (smtp_tok_eq(prm->val, prm->vlen, "8BITMIME"))
-		mp->body = SMTP_BODY_8BITMIME;
-	else if (smtp_tok_eq(prm->val, prm->vlen, "BINARYMIME"))
-		mp->body = SMTP_BODY_BINARYMIME;
-	else
-		return R_BAD_BODY;
+	mp->body = (enum smtp_body)(SMTP_BODY_7BIT + i);
 	return NULL;
 }
 
@@ -578,16 +604,13 @@ smtp_param_smtputf8(const struct smtp_param *prm, void *ctx)
 static const char *
 smtp_param_ret(const struct smtp_param *prm, void *ctx)
 {
+	static const char *const names[] = { "FULL", "HDRS" };
 	struct smtp_mail_params *mp = ctx;
+	int i;
 
-	if (prm->val == NULL)
+	if ((i = smtp_val_index(prm, names, nitems(names))) < 0)
 		return R_BAD_RET;
-	if (smtp_tok_eq(prm->val, prm->vlen, "FULL"))
-		mp->ret = SMTP_RET_FULL;
-	else if (smtp_tok_eq(prm->val, prm->vlen, "HDRS"))
-		mp->ret = SMTP_RET_HDRS;
-	else
-		return R_BAD_RET;
+	mp->ret = (enum smtp_ret)(SMTP_RET_FULL + i);
 	return NULL;
 }
 
@@ -618,35 +641,29 @@ smtp_param_auth(const struct smtp_param *prm, void *ctx)
 	return NULL;
 }
 
-/* RFC 3461 4.1: NOTIFY=NEVER or a list of SUCCESS, FAILURE, DELAY. */
+/*
+ * RFC 3461 4.1: NOTIFY=NEVER or a list of SUCCESS, FAILURE, DELAY.  The
+ * names are in the order of the SMTP_NOTIFY_* bits.
+ */
 static const char *
 smtp_param_notify(const struct smtp_param *prm, void *ctx)
 {
-	static const struct {
-		const char	*name;
-		unsigned	 bit;
-	} kw[] = {
-		{ "NEVER", SMTP_NOTIFY_NEVER },
-		{ "SUCCESS", SMTP_NOTIFY_SUCCESS },
-		{ "FAILURE", SMTP_NOTIFY_FAILURE },
-		{ "DELAY", SMTP_NOTIFY_DELAY },
-	};
+	static const char *const names[] = { "NEVER", "SUCCESS", "FAILURE",
+	    "DELAY" };
 	struct smtp_rcpt_params *rp = ctx;
 	const char *p, *end, *comma;
-	unsigned bits = 0;
-	size_t i, n;
+	unsigned bits = 0, bit;
+	int i;
 
 	if (prm->val == NULL)
 		return R_BAD_NOTIFY;
 	for (p = prm->val, end = prm->val + prm->vlen; ; p = comma + 1) {
 		comma = memchr(p, ',', (size_t)(end - p));
-		n = (size_t)((comma ? comma : end) - p);
-		for (i = 0; i < nitems(kw); i++)
-			if (smtp_tok_eq(p, n, kw[i].name))
-				break;
-		if (i == nitems(kw) || (bits & kw[i].bit))
+		i = smtp_tok_index(p, (size_t)((comma ? comma : end) - p),
+		    names, nitems(names));
+		if (i < 0 || (bits & (bit = 1u << i)))
 			return R_BAD_NOTIFY;
-		bits |= kw[i].bit;
+		bits |= bit;
 		if (comma == NULL)
 			break;
 	}

@@ -209,6 +209,7 @@ static const struct {
 	{ "<@b.c,:a@d.e>", BAD_SENDER, NULL, 0 },
 	{ "<@:a@d.e>", BAD_SENDER, NULL, 0 },
 	{ "<@[1.2.3.4]:a@d.e>", BAD_SENDER, NULL, 0 },
+	{ "<@b\xc3\xa9.c:a@d.e> SMTPUTF8", BAD_SENDER, NULL, 0 },
 	{ "<a@b@c.d>", BAD_SENDER, NULL, 0 },
 	{ "<.a@b.c>", BAD_SENDER, NULL, 0 },
 	{ "<a.@b.c>", BAD_SENDER, NULL, 0 },
