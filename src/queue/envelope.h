@@ -85,7 +85,7 @@ bool envelope_equal(const struct envelope *a, const struct envelope *b);
  *	ret unset
  *	envid
  *	size 4096
- *	rcpt addr=bob@example.org notify=6 orcpt=rfc822;bob@example.org state=pending
+ *	rcpt addr=bob@example.org notify=6 orcpt=rfc822;b@x.org state=pending
  *
  * Text values escape the bytes 0x00-0x20, 0x7f and '%' as %XX (upper
  * case hex); other bytes, UTF-8 included, are written as they are.  An

@@ -129,6 +129,7 @@
 #define SPOOL_SEG_NAME_LEN	(SPOOL_SEG_DIGITS + 4)	/* + ".seg" */
 #define SPOOL_CHUNK		(256 * 1024)
 #define SPOOL_RELIST_MAX	16
+#define SPOOL_OPEN_RO		(O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
 #define SPOOL_COMPACT_BATCH	(UINT64_C(4) << 20)	/* bytes per step */
 
 enum spool_rec_type {
@@ -143,17 +144,17 @@ TAILQ_HEAD(spool_ents, spool_ent);
 struct spool_seg {
 	uint64_t		 num;
 	int			 fd;		/* -1 once closed (mtx) */
-	uint64_t		 end;		/* end of last whole record (mtx;
-						   only the loop writes it) */
+	uint64_t		 end;		/* end of last record (mtx;
+						   only the loop writes) */
 	uint64_t		 synced;	/* durable prefix (mtx) */
 	int			 err;		/* errno of failed fdatasync */
 	bool			 sealed;	/* no more appends (mtx) */
 	bool			 failed;	/* fdatasync failed (mtx) */
-	bool			 syncing;	/* commit thread uses fd (mtx) */
-	size_t			 live;		/* index entries here (loop) */
-	uint64_t		 live_bytes;	/* their records' bytes (loop) */
+	bool			 syncing;	/* thread has the fd (mtx) */
+	size_t			 live;		/* entries here (loop) */
+	uint64_t		 live_bytes;	/* their bytes (loop) */
 	struct spool_ents	 ents;		/* those entries (loop) */
-	size_t			 ncommits;	/* handles pointing here (loop) */
+	size_t			 ncommits;	/* handles to it (loop) */
 	TAILQ_ENTRY(spool_seg)	 entry;		/* (mtx) */
 };
 TAILQ_HEAD(spool_segs, spool_seg);
@@ -800,7 +801,7 @@ spool_load_segment(struct spool *sp, struct spool_seg *seg)
 	int fd, err, rc = -1;
 
 	spool_seg_name(name, seg->num);
-	if ((fd = openat(sp->segdirfd, name, O_RDONLY | O_CLOEXEC)) < 0) {
+	if ((fd = openat(sp->segdirfd, name, SPOOL_OPEN_RO)) < 0) {
 		if (errno == ENOENT && sp->readonly)
 			return 0;	/* collected meanwhile: held nothing */
 		log_warn("spool %s: open segment %s", sp->dir, name);
@@ -972,7 +973,7 @@ spool_seg_create(struct spool *sp)
 	}
 	spool_seg_name(name, num);
 	fd = openat(sp->segdirfd, name,
-	    O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	    O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		err = errno;
 		log_warn("spool %s: create segment %s", sp->dir, name);
@@ -1256,7 +1257,7 @@ spool_compact(struct spool *sp)
 			close(sp->crd->fd);
 		sp->crd->segnum = seg->num;
 		spool_seg_name(name, seg->num);
-		sp->crd->fd = openat(sp->segdirfd, name, O_RDONLY | O_CLOEXEC);
+		sp->crd->fd = openat(sp->segdirfd, name, SPOOL_OPEN_RO);
 		if (sp->crd->fd < 0) {
 			log_warn("spool %s: compaction: open %s", sp->dir,
 			    name);
@@ -1743,7 +1744,7 @@ spool_ent_read(struct spool *sp, const struct spool_ent *ent,
 			close(rd->fd);
 		rd->segnum = ent->seg->num;
 		spool_seg_name(name, rd->segnum);
-		rd->fd = openat(sp->segdirfd, name, O_RDONLY | O_CLOEXEC);
+		rd->fd = openat(sp->segdirfd, name, SPOOL_OPEN_RO);
 		if (rd->fd < 0)
 			return -1;	/* ENOENT: collected, deleted since */
 	}

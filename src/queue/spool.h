@@ -39,13 +39,16 @@ struct spool_opts {
  * all segments, and starts the commit thread.  base may be NULL for
  * offline use by the CLI: then commits are synchronous and callbacks run
  * before spool_submit/spool_delete return.  Returns NULL with errno set
- * and a message logged on failure.
+ * and a message logged on failure.  With a base, evthread_use_pthreads()
+ * must have been called before the base was created: the commit thread
+ * wakes the loop with event_active().
  */
 struct spool *spool_open(const char *dir, const struct spool_opts *opts,
     struct event_base *base);
 
-/* Flushes and waits for every pending commit, stops the commit thread,
- * releases the lock. */
+/* Flushes and waits for every pending commit (running the callbacks of
+ * those not cancelled, from this thread), stops the commit thread,
+ * releases the lock.  Not from inside a commit callback. */
 void spool_close(struct spool *sp);
 
 /* err is 0 on success or an errno value (ENOSPC, EIO...). */
@@ -56,7 +59,12 @@ typedef void (*spool_commit_cb)(void *arg, int err);
  * must equal content_len) and arrange for cb(arg, err) on the event loop
  * thread once it is durable.  Returns a handle that can be passed to
  * spool_commit_cancel() until the callback ran, or NULL if the append
- * itself failed (errno set; nothing was written or it was rolled back).
+ * itself failed (errno set: EINVAL for a bad id or size mismatch, EEXIST
+ * for an id already live, EFBIG beyond 1 GiB, or the write's error;
+ * nothing was written or it was rolled back).  The callback never runs
+ * inside spool_submit in server mode; in offline mode it has run when
+ * spool_submit returns and the handle is a placeholder that cancel
+ * ignores.
  */
 struct spool_commit *spool_submit(struct spool *sp, const struct envelope *e,
     const char *content, size_t content_len, spool_commit_cb cb, void *arg);
@@ -78,10 +86,10 @@ struct spool_stats {
 	uint64_t	commits;	/* messages acknowledged durable */
 	uint64_t	commit_errors;	/* messages whose fdatasync failed */
 	uint64_t	fsyncs;		/* fdatasync calls on segments */
-	uint64_t	dir_fsyncs;	/* fsync calls on the segment directory */
+	uint64_t	dir_fsyncs;	/* fsync calls on seg/ */
 	uint64_t	records;	/* records appended (MSG and DEL) */
 	uint64_t	bytes;		/* bytes appended, headers included */
-	uint64_t	write_errors;	/* appends that failed and were undone */
+	uint64_t	write_errors;	/* failed appends, undone */
 	uint64_t	segments_created;
 	uint64_t	segments_removed;
 	uint64_t	relocated;	/* live messages moved by compaction */

@@ -163,7 +163,8 @@ test_round_trip_hostile(void **state)
 	e.body = SMTP_BODY_BINARYMIME;
 	e.ret = SMTP_RET_FULL;
 	r = envelope_add_rcpt(&e);
-	strcpy(r->addr, "j\xc3\xb6rg@b\xc3\xbc" "cher.example");	/* UTF-8 */
+	/* UTF-8 */
+	strcpy(r->addr, "j\xc3\xb6rg@b\xc3\xbc" "cher.example");
 	r->notify = SMTP_NOTIFY_NEVER | SMTP_NOTIFY_DELAY | 6;
 	memset(r->orcpt, '=', sizeof(r->orcpt) - 1);
 	r->state = RCPT_BOUNCED;
