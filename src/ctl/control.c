@@ -85,6 +85,9 @@ control_read_cb(struct bufferevent *bev, void *arg)
 	control_handle(srv, line, bufferevent_get_output(bev));
 	free(line);
 	bufferevent_disable(bev, EV_READ);
+	/* only now: with an empty output the write callback (which frees)
+	 * would fire at once */
+	bufferevent_enable(bev, EV_WRITE);
 }
 
 static void
@@ -117,7 +120,7 @@ control_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 	    control_event_cb, c->srv);
 	bufferevent_set_timeouts(bev, &tv, &tv);
 	bufferevent_setwatermark(bev, EV_READ, 0, CONTROL_LINE_MAX + 1);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	bufferevent_enable(bev, EV_READ);
 }
 
 struct control *

@@ -101,6 +101,8 @@ struct session {
 	size_t			 received_len;	/* Received: header bytes */
 	struct spool_commit	*commit;
 	struct event		*ev_free;
+	struct evbuffer_cb_entry *drain_cb;	/* on the TLS filter's
+						   underlying output */
 };
 
 struct auth_job {
@@ -167,6 +169,36 @@ session_reply(struct session *s, const char *fmt, ...)
 		s->nerrors++;
 }
 
+static void
+session_underlying_drained(struct evbuffer *buf,
+    const struct evbuffer_cb_info *info, void *arg)
+{
+	if (evbuffer_get_length(buf) == 0)
+		session_free_later(arg);
+}
+
+/*
+ * Free s once its last reply left.  Over STARTTLS the filter's output
+ * moves into the socket's bufferevent at once, which may still hold it:
+ * then wait for that one to drain too (write_cb covers the filter).
+ */
+static void
+session_free_when_flushed(struct session *s)
+{
+	struct bufferevent *u = bufferevent_get_underlying(s->bev);
+
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+		return;
+	if (u && evbuffer_get_length(bufferevent_get_output(u)) > 0) {
+		if (s->drain_cb == NULL)
+			s->drain_cb = evbuffer_add_cb(
+			    bufferevent_get_output(u),
+			    session_underlying_drained, s);
+		return;
+	}
+	session_free_later(s);
+}
+
 /* Send a final reply and close once it has been written. */
 static void
 session_close(struct session *s, const char *reply)
@@ -183,14 +215,10 @@ session_close(struct session *s, const char *reply)
 	bufferevent_disable(s->bev, EV_READ);
 	evbuffer_drain(bufferevent_get_input(s->bev),
 	    evbuffer_get_length(bufferevent_get_input(s->bev)));
-	/* write_cb frees once the output is drained */
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-		session_free_later(s);
-	else {
-		struct timeval tv = { 10, 0 };
-		bufferevent_set_timeouts(s->bev, NULL, &tv);
-		bufferevent_enable(s->bev, EV_WRITE);
-	}
+	struct timeval tv = { 10, 0 };
+	bufferevent_set_timeouts(s->bev, NULL, &tv);
+	bufferevent_enable(s->bev, EV_WRITE);
+	session_free_when_flushed(s);
 }
 
 /* Count an error reply; too many closes the session. */
@@ -948,13 +976,14 @@ session_read_cb(struct bufferevent *bev, void *arg)
 	session_process(arg);
 }
 
+
 static void
 session_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 
 	if (s->state == S_CLOSING) {
-		session_free_later(s);
+		session_free_when_flushed(s);
 		return;
 	}
 	/* output drained: continue with input we stopped on */
@@ -1128,6 +1157,12 @@ session_free(struct session *s)
 		spool_commit_cancel(s->commit);
 	if (s->auth_job)
 		s->auth_job->s = NULL;
+	if (s->drain_cb) {
+		struct bufferevent *u = bufferevent_get_underlying(s->bev);
+		if (u)
+			evbuffer_remove_cb_entry(bufferevent_get_output(u),
+			    s->drain_cb);
+	}
 	if (s->bev)
 		bufferevent_free(s->bev);
 	if (s->ev_free)
