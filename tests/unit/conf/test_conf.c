@@ -19,7 +19,10 @@
 static const char base[] =
     "credentials = file:/dev/null\n"
     "[listener sub]\n"
-    "address = 127.0.0.1:2525\n";
+    "address = 127.0.0.1:2525\n"
+    "tls = starttls\n"
+    "tls_cert = c.pem\n"
+    "tls_key = k.pem\n";
 
 static struct conf *
 parse(const char *text, char *err, size_t errlen)
@@ -43,7 +46,8 @@ test_defaults(void **state)
 	assert_int_equal(c->nlisteners, 1);
 	assert_true(c->listeners[0].require_auth);
 	assert_true(c->listeners[0].auth_requires_tls);
-	assert_int_equal(c->listeners[0].tls, LTLS_NONE);
+	assert_int_equal(c->listeners[0].tls, LTLS_STARTTLS);
+	assert_string_equal(c->listeners[0].tls_min_version, "1.2");
 	assert_non_null(c->hostname);
 	conf_free(c);
 }
