@@ -394,8 +394,17 @@ server_run(const char *conf_path, const char *log_format_override)
 		log_warnx("%s", err);
 		return 1;
 	}
-	if ((srv.base = event_base_new()) == NULL)
-		fatalx("event_base_new");
+	{
+		/* The changelist folds the many enable/disable pairs of one
+		 * loop iteration (a reply written, a read resumed) into at
+		 * most one epoll_ctl per socket. */
+		struct event_config *ec = event_config_new();
+		event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+		srv.base = event_base_new_with_config(ec);
+		event_config_free(ec);
+		if (srv.base == NULL)
+			fatalx("event_base_new");
+	}
 	srv.ipcounts = xcalloc(IPCOUNT_BUCKETS, sizeof(*srv.ipcounts));
 	if (mkdir_p(c->spool_dir) != 0 || mkdir_p(c->run_dir) != 0) {
 		log_warn("cannot create %s or %s", c->spool_dir, c->run_dir);
