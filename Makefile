@@ -14,7 +14,7 @@ FUZZBUILD ?= build-fuzz
 CONF      ?= etc/ombud.dev.conf
 PY        := /usr/bin/python3
 
-BUILD_PKGS := gcc meson ninja-build pkg-config libevent-dev libssl-dev \
+BUILD_PKGS := gcc meson ninja-build pkg-config libevent-dev libssl-dev libc-ares-dev \
 	libsodium-dev libjansson-dev zlib1g-dev libcmocka-dev openssl
 TEST_PKGS  := $(BUILD_PKGS) python3 swaks postfix clang libclang-rt-14-dev
 

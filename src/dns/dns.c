@@ -1,0 +1,2 @@
+/* stub: being written */
+typedef int ombud_stub_t;
