@@ -8,8 +8,7 @@ clear, AUTH required).
 """
 import smtplib
 
-from ombudtest import (DEFAULT_LISTENERS, GatewayTestCase, b64, data_block,
-                       main, message, queue_id_of)
+from ombudtest import DEFAULT_LISTENERS, GatewayTestCase, b64, main, message
 
 LISTENERS = dict(DEFAULT_LISTENERS)
 LISTENERS["trusted2"] = {"tls": "starttls", "auth": "yes",
@@ -210,6 +209,36 @@ class AuthTLS(GatewayTestCase):
         self.assertEqual(code, 221)
         (e,) = self.gw.queue_list()
         self.assertEqual(e["user"], self.gw.user)
+
+
+class TLSClose(GatewayTestCase):
+    """The last reply before a close must get out through TLS too."""
+
+    def test_idle_timeout_over_starttls(self):
+        gw = self.gateway(overrides={"timeout_command": "2s"})
+        c = self.client(gw, "submission")
+        c.ehlo()
+        c.cmd("STARTTLS", "220")
+        c.starttls(gw.tls_context())
+        c.expect("421 4.4.2", timeout=10)
+        c.expect_closed()
+
+    def test_shutdown_421_over_tls(self):
+        gw = self.gateway()
+        a = self.client(gw, "submission")
+        a.ehlo()
+        a.cmd("STARTTLS", "220")
+        a.starttls(gw.tls_context())
+        a.ehlo()
+        b = self.client(gw, "smtps")
+        b.ehlo()
+        gw.signal(15)
+        a.expect("421 4.3.2")
+        b.expect("421 4.3.2")
+        a.expect_closed()
+        b.expect_closed()
+        self.assertEqual(gw.proc.wait(30), 0)
+        gw.assert_clean_log()
 
 
 if __name__ == "__main__":

@@ -250,5 +250,63 @@ class IdleTimeout(GatewayTestCase):
         self.assertEqual(gw.queue_list(), [])
 
 
+class Limits(GatewayTestCase):
+
+    def test_sessions_per_ip(self):
+        gw = self.gateway(overrides={"max_sessions_per_ip": 2})
+        a = self.client(gw)
+        b = self.client(gw)
+        c = self.client(gw, greeting=False)
+        c.expect("421 4.3.2")
+        c.expect_closed()
+        # another loopback address is another client
+        d = self.client(gw, source="127.0.0.2")
+        d.cmd("NOOP", "250")
+        a.cmd("QUIT", "221")
+        a.expect_closed()
+        gw.wait_log(r"event=smtp\.disconnect")
+        e = self.client(gw)          # a slot is free again
+        e.cmd("NOOP", "250")
+        b.cmd("NOOP", "250")
+
+    def test_max_sessions(self):
+        gw = self.gateway(overrides={"max_sessions": 2})
+        a = self.client(gw, source="127.0.0.2")
+        b = self.client(gw, source="127.0.0.3")
+        c = self.client(gw, source="127.0.0.4", greeting=False)
+        c.expect("421 4.3.2")
+        c.expect_closed()
+        a.cmd("NOOP", "250")
+        b.cmd("NOOP", "250")
+
+    def test_max_commands(self):
+        gw = self.gateway(overrides={"max_commands": 10})   # the minimum
+        c = self.client(gw)
+        c.dialogue([("NOOP", "250")] * 10)
+        c.send("NOOP")
+        c.expect("421 4.7.0")
+        c.expect_closed()
+
+    def test_long_content_line(self):
+        gw = self.gateway(overrides={"max_line_length": 100})
+        c = self.client(gw)
+        c.dialogue([EHLO, MAIL, RCPT, DATA,
+                    (data_block(message(body="x" * 100 + "\r\n")),
+                     "250 2.0.0 Ok: queued as "),
+                    MAIL, RCPT, DATA,
+                    (data_block(message(body="x" * 101 + "\r\n")), "5"),
+                    ("NOOP", "250")])
+        self.assertEqual(len(gw.queue_list()), 1)
+
+    def test_header_count(self):
+        gw = self.gateway(overrides={"max_header_count": 10})
+        c = self.client(gw)
+        many = [f"X-H{i}: v" for i in range(20)]
+        c.dialogue([EHLO, MAIL, RCPT, DATA,
+                    (data_block(message(headers=many)), "552 5.3.4"),
+                    ("NOOP", "250")])
+        self.assertEqual(gw.queue_list(), [])
+
+
 if __name__ == "__main__":
     main()
