@@ -355,7 +355,11 @@ class Gateway:
         self._assign_ports()
         self.write_config()
         if start:
-            self.start()
+            try:
+                self.start()
+            except BaseException:
+                self.close(failed=True)
+                raise
 
     # --- setup -------------------------------------------------------
 
@@ -491,8 +495,22 @@ class Gateway:
 
     def kill9(self):
         if self.proc is not None and self.proc.poll() is None:
+            if self.wrapper:            # the server, not only its wrapper
+                self._kill_wrapped_server()
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
+
+    def _kill_wrapped_server(self):
+        """SIGKILL the server that runs under the wrapper: the pid in
+        run_dir/ombud.pid, if that process is the wrapper's child."""
+        try:
+            pid = self.pid
+            with open(f"/proc/{pid}/status") as f:
+                ppid = [l.split()[1] for l in f if l.startswith("PPid:")][0]
+            if int(ppid) == self.proc.pid:
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            pass
 
     def close(self, failed=False):
         self.kill9()
