@@ -16,7 +16,7 @@ PY        := /usr/bin/python3
 
 BUILD_PKGS := gcc meson ninja-build pkg-config libevent-dev libssl-dev libc-ares-dev \
 	libsodium-dev libjansson-dev zlib1g-dev libcmocka-dev openssl
-TEST_PKGS  := $(BUILD_PKGS) python3 swaks postfix clang libclang-rt-14-dev
+TEST_PKGS  := $(BUILD_PKGS) python3 swaks postfix strace dnsmasq-base clang libclang-rt-14-dev
 
 .PHONY: all deps test-deps build release run test bench fuzz clean
 
