@@ -43,8 +43,14 @@ struct dsn_info {
  * delivery-status) to e->mail_from about the recipients in r[0..n):
  * a human-readable part, the message/delivery-status part, and the
  * original (text/rfc822-headers for RET=HDRS, message/rfc822 otherwise,
- * truncated to max_original bytes at a line boundary).  Returns 0, or -1
- * if e has the null reverse-path.
+ * truncated to max_original bytes at a line boundary).  A report without
+ * a failed recipient returns the headers only (RFC 3461 4.3).  Returns 0,
+ * or -1 (out untouched) if e has the null reverse-path, or if the inputs
+ * cannot make a safe report: n == 0, a NULL pointer, a reverse-path or
+ * postmaster with controls or angle brackets, reporting_mta not a host
+ * name, now outside 1970..9999, a recipient with an empty or over-long
+ * (> SMTP_PATH_MAX) address or an unknown action.  Invalid optional
+ * fields (status, remote_mta, orcpt, envid) are replaced or left out.
  */
 int dsn_build(const struct envelope *e, const char *content,
     size_t content_len, const struct dsn_rcpt *r, size_t n,
