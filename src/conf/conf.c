@@ -85,6 +85,10 @@ static const struct kdef keys[] = {
 	  "Threads verifying passwords (Argon2id is deliberately slow)."),
 	G("segment_size", K_SIZE, segment_size, "64M", 65536,
 	  UINT64_C(16) << 30, "Spool segment file size before rotation."),
+	G("commit_delay_us", K_U64, commit_delay_us, "0", 0, 100000,
+	  "Microseconds the spool's commit thread waits, when woken from "
+	  "idle, for more messages to share one fdatasync (like "
+	  "PostgreSQL's commit_delay).  0 = flush at once."),
 	L("address", K_STR, address, NULL,
 	  "host:port or [ipv6]:port to listen on (required)."),
 	L("tls", K_TLS, tls, "none",

@@ -71,6 +71,7 @@ struct conf {
 	uint64_t		timeout_shutdown;
 	uint64_t		auth_workers;
 	uint64_t		segment_size;
+	uint64_t		commit_delay_us;
 	size_t			nlisteners;
 	struct conf_listener	listeners[CONF_MAX_LISTENERS];
 };

@@ -224,6 +224,7 @@ struct spool {
 	pthread_cond_t		 synced_cv;	/* a sync round finished */
 	bool			 stop;
 	bool			 idle;
+	uint64_t		 commit_delay_us;
 
 	struct buf		 enc;		/* envelope encoding scratch */
 
@@ -1404,6 +1405,19 @@ spool_commit_main(void *arg)
 			sp->idle = true;
 			pthread_cond_wait(&sp->work_cv, &sp->mtx);
 			sp->idle = false;
+			if (sp->commit_delay_us > 0 && !sp->stop) {
+				/* Woken from idle by the first record: give
+				 * the sessions that are about to commit too a
+				 * moment, so one fdatasync covers them all
+				 * (PostgreSQL's commit_delay).  Back to back
+				 * rounds need no delay: the previous
+				 * fdatasync was the gathering window. */
+				struct timespec ts = { 0,
+				    (long)sp->commit_delay_us * 1000 };
+				pthread_mutex_unlock(&sp->mtx);
+				nanosleep(&ts, NULL);
+				pthread_mutex_lock(&sp->mtx);
+			}
 			continue;
 		}
 		pthread_mutex_unlock(&sp->mtx);
@@ -1454,6 +1468,8 @@ spool_open(const char *dir, const struct spool_opts *opts,
 
 	if (opts != NULL && opts->segment_max != 0)
 		sp->segment_max = opts->segment_max;
+	if (opts != NULL && opts->commit_delay_us <= 100000)
+		sp->commit_delay_us = opts->commit_delay_us;
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		log_warn("spool %s: mkdir", dir);
 		goto fail;
@@ -1522,8 +1538,13 @@ spool_open(const char *dir, const struct spool_opts *opts,
 			bytes += seg->end;
 			nseg++;
 		}
-		log_info("spool %s: %zu messages, %zu segments, %" PRIu64
-		    " bytes", dir, sp->count, nseg, bytes);
+		char nm[32], ns[32], nb[32];
+
+		snprintf(nm, sizeof(nm), "%zu", sp->count);
+		snprintf(ns, sizeof(ns), "%zu", nseg);
+		snprintf(nb, sizeof(nb), "%" PRIu64, bytes);
+		log_event(LOG_LVL_INFO, "spool.opened", "dir", dir,
+		    "messages", nm, "segments", ns, "bytes", nb, NULL);
 	}
 	if (dfd >= 0)
 		close(dfd);

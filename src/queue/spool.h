@@ -30,6 +30,8 @@ struct spool_commit;
 
 struct spool_opts {
 	uint64_t	segment_max;	/* rotate after this many bytes */
+	uint64_t	commit_delay_us; /* after idle, wait this long for
+					    more records before fdatasync */
 };
 
 /*

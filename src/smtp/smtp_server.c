@@ -369,6 +369,7 @@ server_run(const char *conf_path, const char *log_format_override)
 	struct spool_opts so;
 	enum log_format lf;
 	char err[1024];
+	bool pid_written = false;
 	int rc = 1;
 
 	memset(&srv, 0, sizeof(srv));
@@ -410,7 +411,9 @@ server_run(const char *conf_path, const char *log_format_override)
 		log_warn("cannot create %s or %s", c->spool_dir, c->run_dir);
 		goto out;
 	}
+	memset(&so, 0, sizeof(so));
 	so.segment_max = c->segment_size;
+	so.commit_delay_us = c->commit_delay_us;
 	if ((srv.spool = spool_open(c->spool_dir, &so, srv.base)) == NULL) {
 		if (errno == EWOULDBLOCK)
 			log_warnx("spool %s is in use by another ombud",
@@ -423,7 +426,7 @@ server_run(const char *conf_path, const char *log_format_override)
 		if (server_listen(&srv, i) != 0)
 			goto out;
 	srv.control = control_start(&srv, c->run_dir);
-	(void)server_write_pidfile(c->run_dir);
+	pid_written = server_write_pidfile(c->run_dir) == 0;
 	srv.ev_term = evsignal_new(srv.base, SIGTERM, server_signal_cb, &srv);
 	srv.ev_int = evsignal_new(srv.base, SIGINT, server_signal_cb, &srv);
 	srv.ev_hup = evsignal_new(srv.base, SIGHUP, server_signal_cb, &srv);
@@ -446,6 +449,13 @@ out:
 		workq_free(srv.workq);
 	if (srv.spool)
 		spool_close(srv.spool);	/* waits for pending commits */
+	if (pid_written) {
+		char pidpath[4096];
+		/* not c: a reload may have replaced (and freed) it */
+		snprintf(pidpath, sizeof(pidpath), "%s/ombud.pid",
+		    srv.cfg->conf->run_dir);
+		(void)unlink(pidpath);
+	}
 	if (rc == 0) {
 		char n[32];
 		snprintf(n, sizeof(n), "%llu", srv.accepted);
