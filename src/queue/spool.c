@@ -123,6 +123,7 @@
 
 #define SPOOL_MAGIC		"OMB1"
 #define SPOOL_HDR_LEN		16
+#define SPOOL_RESERVE		(1024 * 1024)	/* bytes kept for DELs */
 #define SPOOL_PAYLOAD_MAX	(UINT32_C(1) << 30)
 #define SPOOL_SEGMENT_DEFAULT	(UINT64_C(64) << 20)
 #define SPOOL_SEG_DIGITS	20
@@ -225,6 +226,7 @@ struct spool {
 	bool			 stop;
 	bool			 idle;
 	uint64_t		 commit_delay_us;
+	bool			 reserve;	/* dir/reserve holds space */
 
 	struct buf		 enc;		/* envelope encoding scratch */
 
@@ -320,6 +322,8 @@ static struct spool_commit *spool_commit_new(struct spool *sp,
     struct spool_seg *seg, uint64_t end, const char *id);
 static void spool_close_fds(struct spool *sp);
 static void spool_gc(struct spool *sp);
+static void spool_reserve_make(struct spool *sp);
+static bool spool_reserve_release(struct spool *sp);
 static void spool_event_cb(evutil_socket_t fd, short what, void *arg);
 static void *spool_commit_main(void *arg);
 static int spool_load_readonly(const char *dir, struct spool **out);
@@ -1038,7 +1042,10 @@ spool_append(struct spool *sp, uint8_t type, const struct iovec *pay,
 		errno = EFBIG;
 		return NULL;
 	}
-	if ((seg = spool_writable(sp, SPOOL_HDR_LEN + len)) == NULL)
+	if ((seg = spool_writable(sp, SPOOL_HDR_LEN + len)) == NULL &&
+	    (errno != ENOSPC || type == SPOOL_REC_MSG ||
+	    !spool_reserve_release(sp) ||
+	    (seg = spool_writable(sp, SPOOL_HDR_LEN + len)) == NULL))
 		return NULL;
 	memcpy(hdr, SPOOL_MAGIC, 4);
 	hdr[4] = type;
@@ -1054,7 +1061,15 @@ spool_append(struct spool *sp, uint8_t type, const struct iovec *pay,
 	spool_le32(hdr + 12, crc);
 
 	off = seg->end;		/* only this thread changes it */
-	if ((err = spool_pwritev_all(seg->fd, iov, npay + 1, off)) != 0) {
+	err = spool_pwritev_all(seg->fd, iov, npay + 1, off);
+	if (err == ENOSPC && type != SPOOL_REC_MSG &&
+	    spool_reserve_release(sp)) {
+		/* a DEL must get through on a full disk: it is how space
+		 * is freed; the reserve exists for exactly this */
+		(void)ftruncate(seg->fd, (off_t)off);
+		err = spool_pwritev_all(seg->fd, iov, npay + 1, off);
+	}
+	if (err != 0) {
 		atomic_fetch_add(&sp->n_write_errors, 1);
 		if (ftruncate(seg->fd, (off_t)off) != 0) {
 			log_warn("spool %s: cannot undo a failed write to "
@@ -1324,6 +1339,48 @@ spool_close_fds(struct spool *sp)
 }
 
 /* Unlink the oldest segments while they hold nothing needed. */
+/*
+ * The reserve: SPOOL_RESERVE bytes held by dir/reserve, given back when a
+ * DEL (or another small non-message record) finds the disk full, so that
+ * an operator can always free space with `ombud queue delete`.  Messages
+ * never use it: on a full disk they get 452 4.3.1 and the client keeps
+ * them.  Made again once segments were removed.
+ */
+static void
+spool_reserve_make(struct spool *sp)
+{
+	char path[4096];
+	int fd;
+
+	if (sp->readonly)
+		return;
+	snprintf(path, sizeof(path), "%s/reserve", sp->dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return;
+	if (posix_fallocate(fd, 0, SPOOL_RESERVE) == 0 && fdatasync(fd) == 0)
+		sp->reserve = true;
+	else
+		(void)unlink(path);	/* no room now; try after the next GC */
+	close(fd);
+}
+
+static bool
+spool_reserve_release(struct spool *sp)
+{
+	char path[4096];
+
+	if (!sp->reserve)
+		return false;
+	snprintf(path, sizeof(path), "%s/reserve", sp->dir);
+	sp->reserve = false;
+	if (unlink(path) != 0)
+		return false;
+	log_event(LOG_LVL_WARN, "spool.reserve_released", "dir", sp->dir,
+	    NULL);
+	return true;
+}
+
 static void
 spool_gc(struct spool *sp)
 {
@@ -1341,8 +1398,11 @@ spool_gc(struct spool *sp)
 		    seg->live == 0 && seg->ncommits == 0 && !seg->syncing &&
 		    (seg->synced >= seg->end || seg->failed);
 		pthread_mutex_unlock(&sp->mtx);
-		if (!ok)
+		if (!ok) {
+			if (!sp->reserve)
+				spool_reserve_make(sp);
 			return;
+		}
 		spool_seg_name(name, seg->num);
 		if (unlinkat(sp->segdirfd, name, 0) != 0 && errno != ENOENT) {
 			log_warn("spool %s: unlink segment %s", sp->dir, name);
