@@ -33,6 +33,7 @@ SIZE=${SIZE:-4096}
 ROUNDS=${ROUNDS:-3}
 REUSE=${REUSE:-0}
 KEEP=${KEEP:-0}
+OMBUD_CONF_EXTRA=${OMBUD_CONF_EXTRA:-}	# e.g. "commit_delay_us = 200"
 FROM=a@example.com
 TO=b@example.net
 
@@ -206,6 +207,7 @@ ombud_start() {	# fresh spool each time
 	spool_dir = $dir/spool
 	run_dir = $dir/run
 	log_format = text
+	$OMBUD_CONF_EXTRA
 
 	[listener bench]
 	address = 127.0.0.1:$OMB_PORT

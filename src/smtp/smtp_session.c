@@ -101,6 +101,7 @@ struct session {
 	size_t			 received_len;	/* Received: header bytes */
 	struct spool_commit	*commit;
 	struct event		*ev_free;
+	time_t			 cur_timeout;	/* set on s->bev; -1 none */
 	struct evbuffer_cb_entry *drain_cb;	/* on the TLS filter's
 						   underlying output */
 };
@@ -139,8 +140,13 @@ session_enter_state(struct session *s, enum smtp_state st)
 	s->state = st;
 	if (st == S_DATA)
 		tv.tv_sec = (time_t)c->timeout_data;
-	if (st != S_CLOSING)
+	/* Only when it changes: bufferevent_set_timeouts re-adds the write
+	 * event even with nothing to write, which costs two epoll_ctl calls
+	 * and a wake-up per state change. */
+	if (st != S_CLOSING && tv.tv_sec != s->cur_timeout) {
 		bufferevent_set_timeouts(s->bev, &tv, &tv);
+		s->cur_timeout = tv.tv_sec;
+	}
 }
 
 static void
@@ -314,6 +320,7 @@ static void
 session_setup_bev(struct session *s, struct bufferevent *bev)
 {
 	s->bev = bev;
+	s->cur_timeout = -1;	/* a new bufferevent has none yet */
 	bufferevent_setcb(bev, session_read_cb, session_write_cb,
 	    session_event_cb, s);
 	bufferevent_setwatermark(bev, EV_READ, 0, SESSION_READ_HIGHWAT);
