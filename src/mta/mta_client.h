@@ -70,19 +70,30 @@ struct mta_result {
 	bool			ok;
 	enum mta_stage		stage;		/* where it failed */
 	bool			conn_lost;	/* no reply: network error,
-						   timeout, TLS failure */
+						   timeout, TLS failure,
+						   protocol violation.  For
+						   mta_send: the connection
+						   is gone (also after a 421
+						   or a refused RSET, with
+						   the failing reply) */
 	struct smtp_reply	reply;		/* the failing reply when
 						   !conn_lost; the final dot
 						   reply on success */
 	char			error[256];	/* our description when
 						   conn_lost or local */
 };
+/* Local failures (nothing sent, or refused before asking the server)
+ * carry a reply of our own in reply, e.g. "454 4.7.4 TLS is required but
+ * the server does not offer STARTTLS", "553 5.6.7 ..." (SMTPUTF8 needed,
+ * not offered), "552 5.3.4 ..." (over the server's SIZE). */
 
 typedef void (*mta_ready_cb)(void *arg, struct mta_conn *c,
     const struct mta_result *res);
 
 /* Starts connecting; ready_cb runs later (never from inside this call).
- * On failure the connection is already freed when ready_cb runs. */
+ * On failure the connection is already freed when ready_cb runs, and
+ * ready_cb gets c == NULL.  Timeouts of 0 mean 30 s (connect), 300 s
+ * (command) and 600 s (data). */
 struct mta_conn *mta_connect(struct event_base *base,
     const struct mta_conn_params *p, mta_ready_cb cb, void *arg);
 
@@ -98,7 +109,11 @@ struct mta_tx {
 };
 
 /* Per recipient: the RCPT reply if it was refused, else the DATA/dot
- * reply that applies to it. */
+ * reply that applies to it (the MAIL reply if MAIL was refused).
+ * rcpt_lost[i] is true when no such reply came (connection lost before);
+ * then rcpt[i] is zero.  tx.ok is true when the dot got a 2xx (some
+ * recipients may still have been refused).  Even with tx.conn_lost,
+ * recipients with !rcpt_lost[i] have a definitive reply. */
 struct mta_tx_result {
 	struct mta_result	 tx;
 	size_t			 nrcpt;
@@ -112,7 +127,10 @@ typedef void (*mta_sent_cb)(void *arg, struct mta_conn *c,
 
 /* Returns 0, or -1 if the connection is not idle.  The tx data must stay
  * valid until sent_cb.  If the connection was lost, it is freed after
- * sent_cb returns (res->tx.conn_lost). */
+ * sent_cb returns (res->tx.conn_lost).  sent_cb never runs from inside
+ * mta_send; it may call mta_send again.  A connection the server closed
+ * while idle reports conn_lost (stage MAIL, nothing sent).  The content
+ * goes out with every bare CR or LF made CRLF. */
 int mta_send(struct mta_conn *c, const struct mta_tx *tx, mta_sent_cb cb,
     void *arg);
 
@@ -124,6 +142,9 @@ void mta_abort(struct mta_conn *c);
 /* What the server offered, and the TLS in use ("TLSv1.3" or ""). */
 const struct smtp_ehlo *mta_ehlo(const struct mta_conn *c);
 const char *mta_tls_version(const struct mta_conn *c);
+/* Whether the TLS session was resumed (from the client's per-destination
+ * cache of the last session). */
+bool mta_tls_resumed(const struct mta_conn *c);
 unsigned mta_messages_sent(const struct mta_conn *c);
 
 #endif

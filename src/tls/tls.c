@@ -2,7 +2,9 @@
  * tls.c - server SSL_CTX for STARTTLS and implicit TLS listeners: PEM
  * certificate chain and private key, TLS 1.2 (or 1.3) minimum, forward
  * secret AEAD ciphers only for TLS 1.2, no compression, no renegotiation,
- * server cipher preference, server session cache and tickets on.
+ * server cipher preference, server session cache and tickets on.  And the
+ * client SSL_CTX of the delivery client: TLS 1.2 minimum, verification on
+ * by default, a CA file or the system's CA paths.
  *
  * Must never: accept a key that does not match its certificate, fall back
  * to a protocol below the configured minimum, prompt for a passphrase (an
@@ -162,6 +164,43 @@ tls_server_ctx_new(const char *cert_file, const char *key_file,
 	return ctx;
 fail:
 	EVP_PKEY_free(key);
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+SSL_CTX *
+tls_client_ctx_new(const char *ca_file, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = NULL;
+
+	ERR_clear_error();
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+		tls_error(err, errlen, "SSL_CTX_new", NULL);
+		goto fail;
+	}
+	SSL_CTX_set_default_passwd_cb(ctx, tls_no_passphrase);
+	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
+		tls_error(err, errlen, "cannot set the TLS minimum version",
+		    NULL);
+		goto fail;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
+	    SSL_OP_NO_RENEGOTIATION);
+	/* The delivery client keeps its own per-destination cache. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (ca_file != NULL && *ca_file != '\0') {
+		if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+			tls_error(err, errlen, "cannot load CA file", ca_file);
+			goto fail;
+		}
+	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		tls_error(err, errlen, "cannot load the default CA paths",
+		    NULL);
+		goto fail;
+	}
+	return ctx;
+fail:
 	SSL_CTX_free(ctx);
 	return NULL;
 }
