@@ -1,0 +1,147 @@
+/*
+ * test_schedq.c - the scheduler's heap against a brute-force model under
+ * random operations, and the retry policy's bounds.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+
+#include "mta/schedq.h"
+
+#define N 2000
+
+static uint64_t rng = 88172645463325252ULL;
+
+static uint32_t
+xr(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (uint32_t)rng;
+}
+
+/* The earliest due time among queued items, by brute force. */
+static int64_t
+model_min(struct schedq_item *items, const int *in)
+{
+	int64_t m = INT64_MAX;
+
+	for (int i = 0; i < N; i++)
+		if (in[i] && items[i].due < m)
+			m = items[i].due;
+	return m;
+}
+
+static void
+test_random_ops(void **state)
+{
+	struct schedq q;
+	struct schedq_item *items = calloc(N, sizeof(*items));
+	int *in = calloc(N, sizeof(*in));
+	size_t count = 0;
+
+	schedq_init(&q);
+	for (int i = 0; i < N; i++)
+		items[i].pos = SCHEDQ_NONE;
+	for (int op = 0; op < 200000; op++) {
+		int i = (int)(xr() % N);
+		switch (xr() % 4) {
+		case 0:
+		case 1:	/* insert or reschedule */
+			if (!in[i])
+				count++;
+			schedq_set(&q, &items[i], (int64_t)(xr() % 100000));
+			in[i] = 1;
+			break;
+		case 2:	/* remove */
+			if (in[i])
+				count--;
+			schedq_remove(&q, &items[i]);
+			in[i] = 0;
+			assert_int_equal(items[i].pos, SCHEDQ_NONE);
+			break;
+		case 3: {	/* pop what is due */
+			int64_t now = (int64_t)(xr() % 100000);
+			int64_t m = model_min(items, in);
+			struct schedq_item *it = schedq_pop_due(&q, now);
+			if (m > now) {
+				assert_null(it);
+			} else {
+				assert_non_null(it);
+				assert_int_equal(it->due, m);
+				in[it - items] = 0;
+				count--;
+			}
+			break;
+		}
+		}
+		assert_int_equal(schedq_len(&q), count);
+		if (count)
+			assert_int_equal(schedq_peek(&q)->due,
+			    model_min(items, in));
+	}
+	/* drain in order */
+	int64_t last = INT64_MIN;
+	struct schedq_item *it;
+	while ((it = schedq_pop_due(&q, INT64_MAX)) != NULL) {
+		assert_true(it->due >= last);
+		last = it->due;
+		count--;
+	}
+	assert_int_equal(count, 0);
+	schedq_free(&q);
+	free(items);
+	free(in);
+}
+
+static void
+test_retry_delay(void **state)
+{
+	struct retry_policy p = { 300, 4000, 5 * 86400 };
+
+	/* attempt 1: 300 s +-25 % */
+	for (int i = 0; i < 1000; i++) {
+		int64_t d = retry_delay(&p, 1, xr());
+		assert_true(d >= 225 && d <= 375);
+	}
+	/* doubling: 600, 1200, 2400, then capped at 4000 */
+	assert_int_equal(retry_delay(&p, 2, 0), 450);	/* 600 * 0.75 */
+	assert_int_equal(retry_delay(&p, 3, 0), 900);
+	assert_int_equal(retry_delay(&p, 4, 0), 1800);
+	assert_int_equal(retry_delay(&p, 5, 0), 3000);	/* 4000 * 0.75 */
+	assert_int_equal(retry_delay(&p, 5, 2000), 5000);	/* 1.25 */
+	/* no overflow however many attempts */
+	for (unsigned a = 1; a < 100000; a += 997) {
+		int64_t d = retry_delay(&p, a, xr());
+		assert_true(d >= 1 && d <= 5000);
+	}
+	/* degenerate policies still give a positive delay */
+	struct retry_policy z = { 0, 0, 0 };
+	assert_true(retry_delay(&z, 1, xr()) >= 1);
+	assert_true(retry_delay(&z, 50, xr()) >= 1);
+}
+
+static void
+test_expired(void **state)
+{
+	struct retry_policy p = { 300, 4000, 5 * 86400 };
+
+	assert_false(retry_expired(&p, 1000, 1000 + 5 * 86400 - 1));
+	assert_true(retry_expired(&p, 1000, 1000 + 5 * 86400));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_random_ops),
+		cmocka_unit_test(test_retry_delay),
+		cmocka_unit_test(test_expired),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
