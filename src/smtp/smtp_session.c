@@ -418,7 +418,10 @@ cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 		session_reply(s, "503 5.5.1 Nested MAIL command");
 		return;
 	}
-	if (s->lc->require_auth && !s->authenticated && !s->trusted) {
+	/* Outside trusted_networks MAIL needs AUTH whatever require_auth
+	 * says: conf refuses require_auth = no without trusted_networks as
+	 * an open relay, and it would be just as open with them. */
+	if (!s->authenticated && !s->trusted) {
 		session_reply(s, "530 5.7.0 Authentication required");
 		return;
 	}

@@ -1,0 +1,52 @@
+#!/usr/bin/python3
+"""Regression tests from a security review of the session, server, control
+and configuration code: open-relay paths, lifetimes across reload, memory
+bounds, logging."""
+import base64
+import json
+import os
+import socket
+import threading
+import time
+
+from ombudtest import (DEFAULT_LISTENERS, GatewayTestCase, b64, main,
+                       message)
+
+
+def vmrss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+class Review(GatewayTestCase):
+
+    def tls_client(self, gw, listener="submission"):
+        c = self.client(gw, listener)
+        c.ehlo()
+        c.cmd("STARTTLS", "220 2.0.0")
+        c.starttls(gw.tls_context())
+        return c
+
+    # --- open relay ------------------------------------------------------
+
+    def test_require_auth_no_still_needs_trusted_network(self):
+        """require_auth = no is only accepted with trusted_networks (else
+        "open relay"), so a client outside them must not submit."""
+        listeners = dict(DEFAULT_LISTENERS)
+        listeners["lan"] = {"tls": "none", "auth": "no",
+                            "require_auth": "no",
+                            "trusted_networks": "127.0.0.2/32"}
+        gw = self.gateway(listeners=listeners)
+        c = self.client(gw, "lan")                    # from 127.0.0.1
+        c.ehlo()
+        c.cmd("MAIL FROM:<a@example.com>", "530 5.7.0")
+        c = self.client(gw, "lan", source="127.0.0.2")
+        c.ehlo()
+        c.submit(message())
+
+
+if __name__ == "__main__":
+    main()
