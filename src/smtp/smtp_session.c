@@ -108,6 +108,9 @@ struct session {
 
 struct auth_job {
 	struct session		*s;		/* NULL once s went away */
+	struct srv_conf		*cfg;		/* holds creds: a reload and
+						   the end of s may both come
+						   before the worker runs */
 	struct credentials	*creds;
 	char			 user[SASL_USER_MAX + 1];
 	char			 pass[SASL_PASS_MAX + 1];
@@ -678,6 +681,7 @@ auth_job_done(void *arg)
 	if (!session_too_many_errors(s) && !session_idle_point(s))
 		session_process(s);
 out:
+	srv_conf_unref(j->cfg);
 	sasl_wipe(j, sizeof(*j));
 	free(j);
 }
@@ -688,7 +692,8 @@ session_auth_verify(struct session *s, const char *user, const char *pass)
 	struct auth_job *j = xcalloc(1, sizeof(*j));
 
 	j->s = s;
-	j->creds = s->cfg->creds;
+	j->cfg = srv_conf_ref(s->cfg);
+	j->creds = j->cfg->creds;
 	strlcpy_ok(j->user, user, sizeof(j->user));
 	strlcpy_ok(j->pass, pass, sizeof(j->pass));
 	s->auth_job = j;

@@ -47,6 +47,28 @@ class Review(GatewayTestCase):
         c.ehlo()
         c.submit(message())
 
+    # --- lifetimes -------------------------------------------------------
+
+    def test_auth_job_outlives_session_and_reload(self):
+        """A queued password check must not use the credentials of a
+        configuration freed by a reload plus the end of its session."""
+        gw = self.gateway(overrides={"auth_workers": 1})
+        clients = []
+        for _ in range(12):
+            c = gw.connect("smtps")
+            clients.append(c)
+            c.ehlo()
+            c.send("AUTH PLAIN " + b64(f"\0{gw.user}\0wrong"))
+        gw.write_config()
+        gw.hup()
+        gw.wait_log(r"event=config\.reloaded")
+        for c in clients:
+            c.close()
+        gw.wait_log(r"event=smtp\.disconnect", count=12)
+        time.sleep(2)           # let the worker get through the queue
+        self.assertTrue(gw.running(), gw.log_tail())
+        gw.stop()
+
 
 if __name__ == "__main__":
     main()
