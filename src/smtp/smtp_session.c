@@ -660,6 +660,11 @@ auth_job_done(void *arg)
 	if (s == NULL)
 		goto out;
 	s->auth_job = NULL;
+	/* Closed meanwhile (timeout, forced shutdown) with its last reply
+	 * still queued: no 235 after a 421, and no way back out of
+	 * S_CLOSING, which would leave the session unfreed. */
+	if (s->state == S_CLOSING)
+		goto out;
 	if (j->result == 1) {
 		s->authenticated = true;
 		strlcpy_ok(s->user, j->user, sizeof(s->user));
