@@ -343,10 +343,17 @@ session_start_tls(struct session *s, int fd)
 
 	if (ctx == NULL || (ssl = SSL_new(ctx)) == NULL)
 		return -1;
-	if (fd < 0)
+	if (fd < 0) {
+		/* The filter moves its output into the socket's bufferevent
+		 * as long as that is below its write high watermark, which is
+		 * unlimited by default: then the filter's output is always
+		 * empty and SESSION_OUTPUT_MAX never stops a client that
+		 * pipelines without reading. */
+		bufferevent_setwatermark(s->bev, EV_WRITE, 0,
+		    SESSION_OUTPUT_MAX);
 		nb = bufferevent_openssl_filter_new(s->srv->base, s->bev, ssl,
 		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-	else
+	} else
 		nb = bufferevent_openssl_socket_new(s->srv->base, fd, ssl,
 		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 	if (nb == NULL) {

@@ -69,6 +69,52 @@ class Review(GatewayTestCase):
         self.assertTrue(gw.running(), gw.log_tail())
         gw.stop()
 
+    # --- memory bounds ---------------------------------------------------
+
+    def test_output_bounded_over_starttls(self):
+        """A client that pipelines commands over STARTTLS and never reads
+        must not make the server buffer its replies without bound."""
+        # (no ASan quarantine: freed memory must not count as growth)
+        gw = self.gateway(overrides={"max_commands": 1000000},
+                          env={"ASAN_OPTIONS": "detect_leaks=1:"
+                               "quarantine_size_mb=0"})
+        pid = gw.pid
+        clients = [self.tls_client(gw) for _ in range(4)]
+        before = vmrss_kib(pid)
+        chunk = b"EHLO client.test\r\n" * 2000
+
+        def flood(c):
+            c.sock.settimeout(3)
+            try:
+                for _ in range(100):            # 200000 EHLO, ~40 MB out
+                    c.sock.sendall(chunk)
+            except (socket.timeout, OSError):
+                pass                            # the server pushed back
+
+        threads = [threading.Thread(target=flood, args=(c,))
+                   for c in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        time.sleep(1)
+        grown = vmrss_kib(pid) - before
+        self.assertLess(grown, 24 * 1024,
+                        f"server grew by {grown} KiB of unread replies")
+        for c in clients:
+            c.close()
+        # and a client that reads late still gets every reply, in order
+        c = self.tls_client(gw)
+        n = 40000
+        t = threading.Thread(target=c.sock.sendall,
+                             args=(b"NOOP\r\n" * n + b"QUIT\r\n",))
+        t.start()
+        time.sleep(1)
+        for _ in range(n):
+            c.expect("250 2.0.0")
+        c.expect("221")
+        t.join()
+
 
 if __name__ == "__main__":
     main()
