@@ -398,9 +398,12 @@ cmd_starttls(struct session *s, const struct smtp_cmd *cmd)
 		session_close(s, NULL);
 		return;
 	}
-	/* RFC 3207 4.2: forget everything learned before TLS */
+	/* RFC 3207 4.2: forget everything learned before TLS, including
+	 * an AUTH a man in the middle could have sent in the clear */
 	s->helo[0] = '\0';
 	s->esmtp = false;
+	s->authenticated = false;
+	sasl_wipe(s->user, sizeof(s->user));
 	session_enter_state(s, S_GREETING);
 }
 

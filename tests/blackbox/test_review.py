@@ -115,6 +115,26 @@ class Review(GatewayTestCase):
         c.expect("221")
         t.join()
 
+    # --- STARTTLS --------------------------------------------------------
+
+    def test_starttls_forgets_auth(self):
+        """RFC 3207 4.2: nothing learned in the clear survives STARTTLS,
+        including an AUTH (a man in the middle could have sent it)."""
+        listeners = dict(DEFAULT_LISTENERS)
+        listeners["sub2"] = {"tls": "starttls", "auth": "yes",
+                             "require_auth": "yes",
+                             "auth_requires_tls": "no"}
+        gw = self.gateway(listeners=listeners)
+        c = self.client(gw, "sub2")
+        c.ehlo()
+        c.cmd("AUTH PLAIN " + b64(f"\0{gw.user}\0{gw.password}"),
+              "235 2.7.0")
+        c.cmd("STARTTLS", "220 2.0.0")
+        c.starttls(gw.tls_context())
+        kw, _ = c.ehlo()
+        self.assertIn("AUTH", kw)
+        c.cmd("MAIL FROM:<a@example.com>", "530 5.7.0")
+
 
 if __name__ == "__main__":
     main()
