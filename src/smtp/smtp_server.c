@@ -300,6 +300,8 @@ server_signal_cb(evutil_socket_t sig, short what, void *arg)
 			    strcmp(c->listeners[i].name,
 			    srv->cfg->conf->listeners[i].name) != 0)
 				goto listeners_changed;
+		if (srv->log_format_fixed)
+			c->log_format = srv->log_format;
 		if ((sc = srv_conf_new(c, err, sizeof(err))) == NULL) {
 			log_event(LOG_LVL_WARN, "config.reload_failed",
 			    "error", err, NULL);
@@ -386,6 +388,8 @@ server_run(const char *conf_path, const char *log_format_override)
 			return 2;
 		}
 		c->log_format = lf;
+		srv.log_format_fixed = true;
+		srv.log_format = lf;
 	}
 	log_init(c->log_format, c->log_level);
 	signal(SIGPIPE, SIG_IGN);

@@ -57,6 +57,10 @@ struct server {
 	struct event		*ev_term, *ev_int, *ev_hup, *ev_deadline;
 	struct control		*control;
 	unsigned long long	 accepted;	/* messages, for stats */
+	bool			 log_format_fixed; /* --log-format: beats
+						      the file, on reload
+						      too */
+	enum log_format		 log_format;
 };
 
 /* Runs the gateway until SIGTERM/SIGINT.  0 on clean exit. */

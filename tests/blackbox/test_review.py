@@ -135,6 +135,20 @@ class Review(GatewayTestCase):
         self.assertIn("AUTH", kw)
         c.cmd("MAIL FROM:<a@example.com>", "530 5.7.0")
 
+    # --- reload ----------------------------------------------------------
+
+    def test_reload_keeps_log_format_flag(self):
+        """--log-format overrides the file, also after SIGHUP."""
+        gw = self.gateway(log_format="json")
+        gw.hup()
+        gw.wait_log(r"config\.reloaded")
+        c = self.client(gw)
+        c.cmd("QUIT", "221")
+        gw.wait_log(r"smtp\.disconnect")
+        gw.stop()
+        for line in gw.log_lines():
+            json.loads(line)
+
 
 if __name__ == "__main__":
     main()
