@@ -8,7 +8,8 @@
  * acknowledged.
  * SIGHUP: parse the configuration again; if it is valid, new sessions use
  * it (limits, TLS certificates, credentials, log settings).  Listener
- * addresses need a restart.  A broken file keeps the old configuration.
+ * addresses, spool_dir and run_dir need a restart.  A broken file keeps
+ * the old configuration.
  *
  * Must never: run as an open relay because of a config it could not parse;
  * exit on SIGTERM before the spool's pending commits completed.
@@ -300,6 +301,16 @@ server_signal_cb(evutil_socket_t sig, short what, void *arg)
 			    strcmp(c->listeners[i].name,
 			    srv->cfg->conf->listeners[i].name) != 0)
 				goto listeners_changed;
+		/* the open spool, the control socket and the pid file stay
+		 * where they are: a new place would only mislead the CLI */
+		if (strcmp(c->spool_dir, srv->cfg->conf->spool_dir) != 0 ||
+		    strcmp(c->run_dir, srv->cfg->conf->run_dir) != 0) {
+			log_event(LOG_LVL_WARN, "config.reload_failed", "error",
+			    "spool_dir or run_dir changed: restart needed",
+			    NULL);
+			conf_free(c);
+			return;
+		}
 		if (srv->log_format_fixed)
 			c->log_format = srv->log_format;
 		if ((sc = srv_conf_new(c, err, sizeof(err))) == NULL) {

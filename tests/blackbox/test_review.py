@@ -149,6 +149,20 @@ class Review(GatewayTestCase):
         for line in gw.log_lines():
             json.loads(line)
 
+    def test_reload_refuses_new_run_dir(self):
+        """The spool and the control socket stay where they are until a
+        restart: a reload that moves them is refused, and the pid file
+        is still removed at exit."""
+        gw = self.gateway()
+        pidfile = os.path.join(gw.run_dir, "ombud.pid")
+        self.assertTrue(os.path.exists(pidfile))
+        gw.write_config({"run_dir": gw.run_dir + "2",
+                         "spool_dir": gw.spool_dir + "2"})
+        gw.hup()
+        gw.wait_log(r".*\bwarn\b.*reload.*")
+        gw.stop()
+        self.assertFalse(os.path.exists(pidfile))
+
 
 if __name__ == "__main__":
     main()
