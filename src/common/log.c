@@ -1,6 +1,9 @@
 /*
  * log.c - structured logging to stderr, one write(2) per line so that
  * lines from several threads never interleave.
+ *
+ * Must never: let a peer's bytes end a line or a value early, or make a
+ * JSON line that is not valid UTF-8.
  */
 #include "common/log.h"
 #include "common/util.h"
@@ -66,6 +69,36 @@ add_timestamp(struct buf *b)
 	buf_printf(b, "%s.%03ldZ", tmp, ts.tv_nsec / 1000000);
 }
 
+/*
+ * Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong
+ * forms, surrogates or code points past U+10FFFF), or 0.
+ */
+static size_t
+utf8_len(const unsigned char *p)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		return (p[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		if (p[0] == 0xe0)
+			lo = 0xa0;
+		else if (p[0] == 0xed)
+			hi = 0x9f;
+		return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 ?
+		    3 : 0;
+	}
+	if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		if (p[0] == 0xf0)
+			lo = 0x90;
+		else if (p[0] == 0xf4)
+			hi = 0x8f;
+		return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 &&
+		    (p[3] & 0xc0) == 0x80 ? 4 : 0;
+	}
+	return 0;
+}
+
 /* JSON string body escaping; also used for text values in quotes. */
 static void
 add_escaped(struct buf *b, const char *s, bool json)
@@ -86,12 +119,8 @@ add_escaped(struct buf *b, const char *s, bool json)
 		} else if (c >= 0x80 && json) {
 			/* Pass UTF-8 through; a hostile peer's invalid UTF-8
 			 * is replaced by its hex so JSON stays valid. */
-			size_t n = (c >= 0xf0) ? 4 : (c >= 0xe0) ? 3 :
-			    (c >= 0xc0) ? 2 : 0;
-			size_t k;
-			for (k = 1; k < n && (p[k] & 0xc0) == 0x80; k++)
-				;
-			if (n == 0 || k != n) {
+			size_t n = utf8_len(p);
+			if (n == 0) {
 				buf_printf(b, "\\\\x%02x", c);
 				continue;
 			}

@@ -163,6 +163,25 @@ class Review(GatewayTestCase):
         gw.stop()
         self.assertFalse(os.path.exists(pidfile))
 
+    # --- logging ---------------------------------------------------------
+
+    def test_json_log_stays_utf8(self):
+        """Invalid UTF-8 from a peer (an AUTH user name) must not make the
+        JSON log undecodable."""
+        gw = self.gateway(log_format="json")
+        c = self.client(gw, "smtps")
+        c.ehlo()
+        for user in (b"\xff\xbf\xbf\xbf", b"\xc0\x80x", b"\xed\xa0\x80",
+                     b"\xf4\x90\x80\x80", b"\xe0\x80\xaf"):
+            raw = b"\0" + user + b"\0whatever"
+            c.cmd("AUTH PLAIN " + base64.b64encode(raw).decode(), "535")
+        c.cmd("QUIT", "221")
+        gw.wait_log(r"smtp\.disconnect")
+        gw.stop()
+        with open(gw.logs[-1], "rb") as f:
+            for line in f.read().splitlines():
+                json.loads(line.decode("utf-8"))
+
 
 if __name__ == "__main__":
     main()
