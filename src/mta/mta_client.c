@@ -165,6 +165,7 @@ struct mta_conn {
 	size_t			 content_off;
 	bool			 content_bol;	/* at a line's start */
 	bool			 content_done;	/* the dot is queued */
+	struct buf		 chunk;		/* content being queued */
 };
 
 static void mta_read_cb(struct bufferevent *bev, void *arg);
@@ -547,6 +548,7 @@ mta_free(struct mta_conn *c)
 	if (c->ev_defer != NULL)
 		event_free(c->ev_defer);
 	mta_tx_clear(c);
+	buf_free(&c->chunk);
 	mta_wipe_free(c->auth_user);
 	mta_wipe_free(c->auth_pass);
 	mta_wipe_free(c->xoauth2_token);
@@ -693,6 +695,9 @@ mta_start_tls(struct mta_conn *c)
 	if (nb == NULL)
 		fatalx("mta: bufferevent_openssl_filter_new");
 	bufferevent_openssl_set_allow_dirty_shutdown(nb, 1);
+	/* the filter encrypts only while the socket's output is short, so a
+	 * big message is not encrypted into memory all at once */
+	bufferevent_setwatermark(c->bev, EV_WRITE, 0, MTA_CHUNK);
 	mta_setup_bev(c, nb);
 	mta_enter_state(c, MTA_S_TLS);
 	return;
@@ -885,6 +890,7 @@ mta_connect(struct event_base *base, const struct mta_conn_params *p,
 	char err[128], ip[INET6_ADDRSTRLEN];
 
 	c->base = base;
+	buf_init(&c->chunk);
 	c->ready_cb = cb;
 	c->ready_arg = arg;
 	c->state = MTA_S_CONNECTING;
@@ -1128,9 +1134,17 @@ static void
 mta_tx_reply(struct mta_conn *c, const struct smtp_reply *r)
 {
 	size_t n = c->ncmd_replied++;
-	bool ok = r->code / 100 == 2;
+	int cls = r->code / 100;
+	bool ok = cls == 2;
 
 	mta_arm_timer(c, c->timeout_command);	/* per command */
+	/* MAIL and RCPT get 2xx, 4xx or 5xx; DATA 354, 4xx or 5xx */
+	if (n <= c->nsend ? cls == 3 : (cls == 2 ||
+	    (cls == 3 && r->code != 354))) {
+		mta_lost(c, "unexpected reply %d to %s", r->code,
+		    n == 0 ? "MAIL" : n <= c->nsend ? "RCPT" : "DATA");
+		return;
+	}
 
 	if (n == 0) {
 		if (ok)
@@ -1176,6 +1190,8 @@ mta_tx_reply(struct mta_conn *c, const struct smtp_reply *r)
 /*
  * Queue more content: up to MTA_CHUNK bytes in the output, line ends
  * normalised to CRLF, dot-stuffed; at the end the last CRLF and ".".
+ * Built in c->chunk and added at once: a TLS filter writes a record for
+ * every evbuffer_add.
  */
 static void
 mta_content_fill(struct mta_conn *c)
@@ -1183,20 +1199,23 @@ mta_content_fill(struct mta_conn *c)
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	const char *s = c->tx.content;
 	size_t len = c->tx.content_len, i = c->content_off;
+	size_t have = evbuffer_get_length(out);
+	struct buf *b = &c->chunk;
 
 	if (c->content_done)
 		return;
 	if (c->data_discard)
 		i = len;	/* nothing goes out but the dot */
-	while (i < len && evbuffer_get_length(out) < MTA_CHUNK) {
+	buf_reset(b);
+	while (i < len && have + b->len < MTA_CHUNK) {
 		size_t start = i;
 
 		if (c->content_bol && s[i] == '.')
-			evbuffer_add(out, ".", 1);
+			buf_addc(b, '.');
 		while (i < len && s[i] != '\r' && s[i] != '\n')
 			i++;
 		if (i > start) {
-			evbuffer_add(out, s + start, i - start);
+			buf_add(b, s + start, i - start);
 			c->content_bol = false;
 		}
 		if (i == len)
@@ -1206,16 +1225,17 @@ mta_content_fill(struct mta_conn *c)
 			i += 2;
 		else
 			i++;
-		evbuffer_add(out, "\r\n", 2);
+		buf_add(b, "\r\n", 2);
 		c->content_bol = true;
 	}
 	c->content_off = i;
 	if (i == len) {
 		if (!c->content_bol && !c->data_discard)
-			evbuffer_add(out, "\r\n", 2);
-		evbuffer_add(out, ".\r\n", 3);
+			buf_add(b, "\r\n", 2);
+		buf_add(b, ".\r\n", 3);
 		c->content_done = true;
 	}
+	evbuffer_add(out, b->data, b->len);
 	mta_arm_timer(c, c->timeout_data);	/* progress */
 }
 
@@ -1225,6 +1245,10 @@ mta_content_reply(struct mta_conn *c, const struct smtp_reply *r)
 {
 	bool ok = r->code / 100 == 2;
 
+	if (r->code / 100 == 3) {
+		mta_lost(c, "unexpected reply %d to the data", r->code);
+		return;
+	}
 	if (!c->content_done) {
 		if (ok) {
 			mta_lost(c, "the server replied %d before the end of "

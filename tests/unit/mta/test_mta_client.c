@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <jansson.h>
 #include <openssl/ssl.h>
@@ -490,6 +492,9 @@ struct cb {
 	bool			 lost[MAXRCPT];
 	enum action		 on_ready, on_sent;
 	const struct mta_tx	*again;		/* ACT_SEND */
+	const char		*bad;		/* a check failed in a
+						   callback (checked after:
+						   no longjmp out of libevent) */
 };
 
 static void
@@ -501,10 +506,8 @@ on_ready(void *arg, struct mta_conn *c, const struct mta_result *r)
 	event_base_loopbreak(base);
 	cb->c = c;
 	cb->ready = *r;
-	if (r->ok)
-		assert_non_null(c);
-	else
-		assert_null(c);
+	if (r->ok != (c != NULL))
+		cb->bad = "ready_cb: c is NULL exactly when !ok";
 	if (c != NULL && cb->on_ready == ACT_ABORT) {
 		mta_abort(c);
 		cb->c = NULL;
@@ -523,7 +526,10 @@ on_sent(void *arg, struct mta_conn *c, const struct mta_tx_result *r)
 	event_base_loopbreak(base);
 	cb->tx = r->tx;
 	cb->nrcpt = r->nrcpt;
-	assert_true(r->nrcpt <= MAXRCPT);
+	if (r->nrcpt > MAXRCPT) {
+		cb->bad = "sent_cb: too many recipients";
+		return;
+	}
 	for (size_t i = 0; i < r->nrcpt; i++) {
 		cb->rcpt[i] = r->rcpt[i];
 		cb->lost[i] = r->rcpt_lost[i];
@@ -543,7 +549,8 @@ on_sent(void *arg, struct mta_conn *c, const struct mta_tx_result *r)
 		break;
 	case ACT_SEND:
 		cb->on_sent = ACT_NONE;
-		assert_int_equal(mta_send(c, cb->again, on_sent, cb), 0);
+		if (mta_send(c, cb->again, on_sent, cb) != 0)
+			cb->bad = "mta_send from inside sent_cb";
 		break;
 	default:
 		break;
@@ -579,6 +586,14 @@ wait_for(const int *counter, int want, int seconds)
 			fail_msg("timed out waiting for a callback");
 		spin(50);
 	}
+}
+
+static void
+cb_wait(struct cb *cb, const int *counter, int want, int seconds)
+{
+	wait_for(counter, want, seconds);
+	if (cb->bad != NULL)
+		fail_msg("%s", cb->bad);
 }
 
 /* Run until no connection is left (all freed), bounded. */
@@ -619,7 +634,7 @@ connect_ok(struct cb *cb, const struct mta_conn_params *p)
 {
 	memset(cb, 0, sizeof(*cb));
 	mta_connect(base, p, on_ready, cb);
-	wait_for(&cb->nready, 1, 20);
+	cb_wait(cb, &cb->nready, 1, 20);
 	if (!cb->ready.ok)
 		fail_msg("connect failed at stage %d: %d %s / %s",
 		    cb->ready.stage, cb->ready.reply.code, cb->ready.reply.text,
@@ -633,7 +648,7 @@ connect_fails(struct cb *cb, const struct mta_conn_params *p,
 {
 	memset(cb, 0, sizeof(*cb));
 	mta_connect(base, p, on_ready, cb);
-	wait_for(&cb->nready, 1, 20);
+	cb_wait(cb, &cb->nready, 1, 20);
 	assert_false(cb->ready.ok);
 	if (cb->ready.stage != stage || cb->ready.conn_lost != lost)
 		fail_msg("want stage %d lost %d, got stage %d lost %d: "
@@ -681,7 +696,7 @@ deliver(struct cb *cb, const struct envelope *e, const char *content,
 
 	tx_make(&tx, e, content, len);
 	assert_int_equal(mta_send(cb->c, &tx, on_sent, cb), 0);
-	wait_for(&cb->nsent, before + 1, 60);
+	cb_wait(cb, &cb->nsent, before + 1, 60);
 }
 
 static void
@@ -812,7 +827,7 @@ test_sink_several(void **state)
 		cb.on_sent = ACT_SEND;
 		cb.again = &again;
 		deliver_small(&cb, &e, false);
-		wait_for(&cb.nsent, 2, 20);
+		cb_wait(&cb, &cb.nsent, 2, 20);
 		assert_tx(&cb, true, 0, 2, false);
 		deliver_small(&cb, &e, true);
 		assert_int_equal(mta_messages_sent(cb.c), 3);
@@ -1115,12 +1130,12 @@ test_abort(void **state)
 	memset(&cb, 0, sizeof(cb));
 	cb.on_ready = ACT_ABORT;
 	mta_connect(base, &p, on_ready, &cb);
-	wait_for(&cb.nready, 1, 10);
+	cb_wait(&cb, &cb.nready, 1, 10);
 	settle();
 	memset(&cb, 0, sizeof(cb));
 	cb.on_ready = ACT_QUIT;
 	mta_connect(base, &p, on_ready, &cb);
-	wait_for(&cb.nready, 1, 10);
+	cb_wait(&cb, &cb.nready, 1, 10);
 	settle();
 
 	/* from inside sent_cb */
@@ -1217,14 +1232,47 @@ test_ombud_tls(void **state)
 	stop(g.pid);
 }
 
+/* A message of about size bytes whose lines start with dots of every
+ * count, so that chunk boundaries fall everywhere. */
+static void
+dotty_message(struct buf *b, const char *hdr, size_t size)
+{
+	buf_init(b);
+	buf_adds(b, hdr);
+	for (size_t i = 0; b->len < size; i++) {
+		buf_add(b, "....................", i % 19 + 1);
+		buf_adds(b, "x\r\n.\r\n");
+	}
+}
+
+/* The stored content ends with hdr and then want[0..wl). */
+static void
+assert_stored(struct gw *g, const char *qid, const char *hdr,
+    const char *want, size_t wl)
+{
+	struct buf content;
+	size_t hl = strlen(hdr);
+
+	buf_init(&content);
+	gw_show(g, qid, &content, NULL, 0);
+	/* ombud put its Received header in front */
+	assert_true(content.len >= wl + hl);
+	assert_memory_equal(content.data + content.len - wl - hl, hdr, hl);
+	if (memcmp(content.data + content.len - wl, want, wl) != 0)
+		fail_msg("%s: stored '%.60s'", qid,
+		    content.data + content.len - wl);
+	buf_free(&content);
+}
+
 static void
 test_ombud_auth(void **state)
 {
 	const char *rcpts[] = { "b@example.org", NULL };
-	char qid[QUEUE_ID_LEN + 1], user[64];
+	char qid[QUEUE_ID_LEN + 1], qid_big[QUEUE_ID_LEN + 1], user[64];
+	const char hdr[] = "Subject: big\r\n\r\n";
 	struct mta_conn_params p;
 	struct envelope e;
-	struct buf content;
+	struct buf content, big;
 	struct gw g;
 	struct cb cb;
 
@@ -1243,6 +1291,11 @@ test_ombud_auth(void **state)
 	connect_ok(&cb, &p);
 	deliver_small(&cb, &e, true);
 	qid_of(&cb.tx.reply, qid);
+	/* a big one over TLS: the output drains through the TLS filter */
+	dotty_message(&big, hdr, 6 * 1024 * 1024);
+	deliver(&cb, &e, big.data, big.len);
+	assert_tx(&cb, true, 0, 2, false);
+	qid_of(&cb.tx.reply, qid_big);
 	quit(&cb);
 
 	/* without AUTH, ombud's submission listener refuses MAIL */
@@ -1258,6 +1311,9 @@ test_ombud_auth(void **state)
 	gw_show(&g, qid, &content, user, sizeof(user));
 	assert_string_equal(user, "alice");
 	buf_free(&content);
+	assert_stored(&g, qid_big, hdr, big.data + strlen(hdr),
+	    big.len - strlen(hdr));
+	buf_free(&big);
 	envelope_free(&e);
 }
 
@@ -1282,7 +1338,7 @@ test_ombud_dots(void **state)
 	const char *rcpts[] = { "b@example.org", NULL };
 	struct mta_conn_params p;
 	struct envelope e;
-	struct buf content, big;
+	struct buf big;
 	char qid[nitems(t) + 1][QUEUE_ID_LEN + 1];
 	char hdr[] = "Subject: dots\r\n\r\n";
 	struct gw g;
@@ -1306,38 +1362,18 @@ test_ombud_dots(void **state)
 		buf_free(&m);
 	}
 	/* a big one: dots at every place a chunk could end */
-	buf_init(&big);
-	buf_adds(&big, hdr);
-	for (size_t i = 0; big.len < 3 * 1024 * 1024; i++) {
-		buf_add(&big, "....................", i % 19 + 1);
-		buf_adds(&big, "x\r\n.\r\n");
-	}
+	dotty_message(&big, hdr, 3 * 1024 * 1024);
 	deliver(&cb, &e, big.data, big.len);
 	assert_tx(&cb, true, 0, 2, false);
 	qid_of(&cb.tx.reply, qid[nitems(t)]);
 	quit(&cb);
 	stop(g.pid);
 
-	for (size_t i = 0; i <= nitems(t); i++) {
-		const char *want = i < nitems(t) ? t[i].stored : NULL;
-		size_t wl, hl = strlen(hdr);
-
-		buf_init(&content);
-		gw_show(&g, qid[i], &content, NULL, 0);
-		if (want == NULL) {
-			want = big.data + hl;
-			wl = big.len - hl;
-		} else
-			wl = strlen(want);
-		/* ombud put its Received header in front */
-		assert_true(content.len >= wl + hl);
-		assert_memory_equal(content.data + content.len - wl - hl,
-		    hdr, hl);
-		if (memcmp(content.data + content.len - wl, want, wl) != 0)
-			fail_msg("case %zu: stored '%.60s'", i,
-			    content.data + content.len - wl);
-		buf_free(&content);
-	}
+	for (size_t i = 0; i < nitems(t); i++)
+		assert_stored(&g, qid[i], hdr, t[i].stored,
+		    strlen(t[i].stored));
+	assert_stored(&g, qid[nitems(t)], hdr, big.data + strlen(hdr),
+	    big.len - strlen(hdr));
 	buf_free(&big);
 	envelope_free(&e);
 }
@@ -1601,6 +1637,344 @@ test_peer_early_reject(void **state)
 	envelope_free(&e);
 }
 
+/* --- tests: a random peer --------------------------------------------- */
+
+/*
+ * An in-process server that answers every command with a reply picked at
+ * random (good, 4xx, 5xx, 421, multiline, malformed, or closing), over
+ * many connections with random policies, credentials, transactions and
+ * aborts from inside callbacks.  Fixed seeds.  What must hold: nothing
+ * crashes (ASan), every mta_send gets exactly one sent_cb unless aborted,
+ * results are consistent, and every connection is freed in the end.
+ */
+struct chaos_peer {
+	struct bufferevent	*bev;
+	uint32_t		 rng;
+	bool			 in_data;
+	bool			 closing;
+};
+
+struct chaos {
+	uint32_t		 rng;
+	int			 fd;
+	struct event		*ev_accept;
+	int			 live;		/* connections not yet ended */
+	int			 npeers;
+	int			 nsend, nsent;
+	const char		*bad;		/* a failed check */
+	char			 bad_reply[400];
+};
+
+/* One client connection's transaction data. */
+struct chaos_conn {
+	struct chaos		*ch;
+	struct envelope		 env;
+	struct mta_tx		 tx;
+	int			 sends_left;
+};
+
+/* Static: connections may outlive a failed test's stack frame. */
+static struct chaos chaos;
+
+/* Checked inside a libevent callback: remember, fail outside. */
+#define CHAOS_CHECK(ch, cond) do {					\
+	if (!(cond) && (ch)->bad == NULL)				\
+		(ch)->bad = #cond;					\
+} while (0)
+
+static uint32_t
+chaos_rand(uint32_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 17;
+	*s ^= *s << 5;
+	return *s;
+}
+
+static void
+chaos_peer_free(struct chaos_peer *pp)
+{
+	bufferevent_free(pp->bev);
+	free(pp);
+}
+
+static void
+chaos_peer_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct chaos_peer *pp = arg;
+
+	if (pp->closing)
+		chaos_peer_free(pp);
+}
+
+static void
+chaos_peer_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	chaos_peer_free(arg);
+}
+
+static void
+chaos_say(struct chaos_peer *pp, const char *s)
+{
+	evbuffer_add(bufferevent_get_output(pp->bev), s, strlen(s));
+}
+
+/* A reply to a command (or to the dot): mostly ok, sometimes not. */
+static void
+chaos_reply(struct chaos_peer *pp, const char *ok)
+{
+	static const char *const bad[] = {
+		"450 4.2.0 busy\r\n", "550 5.1.1 no\r\n",
+		"421 4.3.2 closing\r\n", "250-a\r\n251 b\r\n", "hello\r\n",
+		"250-x\r\n250-y\r\n250 2.0.0 z\r\n", "354 go on\r\n",
+		"503 5.5.1 sequence\r\n", "", "334 VXNlcm5hbWU6\r\n",
+	};
+	uint32_t r = chaos_rand(&pp->rng) % 64;
+
+	if (r >= nitems(bad)) {
+		chaos_say(pp, ok);
+		return;
+	}
+	chaos_say(pp, bad[r]);
+	if (bad[r][0] == '\0' || strncmp(bad[r], "421", 3) == 0)
+		pp->closing = true;
+}
+
+static void
+chaos_peer_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct chaos_peer *pp = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	char *line;
+	size_t n;
+
+	while (!pp->closing &&
+	    (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) != NULL) {
+		if (pp->in_data) {
+			if (strcmp(line, ".") == 0) {
+				pp->in_data = false;
+				chaos_reply(pp, "250 2.0.0 Ok: queued\r\n");
+			}
+		} else if (ascii_strncasecmp(line, "EHLO", 4) == 0) {
+			uint32_t r = chaos_rand(&pp->rng);
+
+			if (r % 8 == 0)
+				chaos_say(pp, "502 5.5.1 no EHLO\r\n");
+			else {
+				chaos_say(pp, "250-chaos\r\n");
+				if (r & 0x10)
+					chaos_say(pp, "250-PIPELINING\r\n");
+				if (r & 0x20)
+					chaos_say(pp, "250-SIZE 100000\r\n");
+				if (r & 0x40)
+					chaos_say(pp, "250-AUTH PLAIN LOGIN\r\n");
+				if (r & 0x80)
+					chaos_say(pp, "250-STARTTLS\r\n");
+				if (r & 0x100)
+					chaos_say(pp, "250-SMTPUTF8\r\n");
+				chaos_reply(pp, "250 DSN\r\n");
+			}
+		} else if (ascii_strncasecmp(line, "DATA", 4) == 0) {
+			if (chaos_rand(&pp->rng) % 4) {
+				chaos_say(pp, "354 go\r\n");
+				pp->in_data = true;
+			} else
+				chaos_reply(pp, "554 5.5.1 no\r\n");
+		} else if (ascii_strncasecmp(line, "AUTH", 4) == 0)
+			chaos_reply(pp, "235 2.7.0 ok\r\n");
+		else if (ascii_strncasecmp(line, "QUIT", 4) == 0) {
+			chaos_say(pp, "221 bye\r\n");
+			pp->closing = true;
+		} else if (ascii_strncasecmp(line, "STARTTLS", 8) == 0) {
+			/* a TLS that never comes: garbage instead */
+			chaos_reply(pp, "220 go\r\nnot a TLS record\r\n");
+		} else
+			chaos_reply(pp, "250 2.0.0 Ok\r\n");
+		free(line);
+	}
+	if (pp->closing &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		chaos_peer_free(pp);
+}
+
+static void
+chaos_accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct chaos *ch = arg;
+	struct chaos_peer *pp;
+	int fd = accept(lfd, NULL, NULL);
+
+	if (fd < 0)
+		return;
+	evutil_make_socket_nonblocking(fd);
+	pp = xcalloc(1, sizeof(*pp));
+	pp->rng = chaos_rand(&ch->rng) | 1;
+	pp->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (pp->bev == NULL)
+		fatalx("chaos: bufferevent_socket_new");
+	bufferevent_setcb(pp->bev, chaos_peer_read_cb, chaos_peer_write_cb,
+	    chaos_peer_event_cb, pp);
+	bufferevent_enable(pp->bev, EV_READ | EV_WRITE);
+	ch->npeers++;
+	switch (chaos_rand(&pp->rng) % 16) {
+	case 0:
+		chaos_say(pp, "554 5.7.1 go away\r\n");
+		break;
+	case 1:
+		pp->closing = true;
+		chaos_peer_free(pp);
+		break;
+	default:
+		chaos_say(pp, "220 chaos ESMTP\r\n");
+		break;
+	}
+}
+
+static void chaos_sent(void *arg, struct mta_conn *c,
+    const struct mta_tx_result *r);
+
+static void
+chaos_conn_end(struct chaos_conn *cc)
+{
+	cc->ch->live--;
+	envelope_free(&cc->env);
+	free(cc);
+}
+
+/* The next transaction, or an end (quit or abort), at random. */
+static void
+chaos_next(struct chaos_conn *cc, struct mta_conn *c)
+{
+	struct chaos *ch = cc->ch;
+	uint32_t r = chaos_rand(&ch->rng) % 8;
+
+	if (cc->sends_left-- <= 0 || r == 0) {
+		if (r & 1)
+			mta_abort(c);
+		else
+			mta_quit(c);
+		chaos_conn_end(cc);
+		return;
+	}
+	cc->tx.nrcpt = 1 + chaos_rand(&ch->rng) % cc->env.nrcpt;
+	cc->env.smtputf8 = chaos_rand(&ch->rng) % 4 == 0;
+	CHAOS_CHECK(ch, mta_send(c, &cc->tx, chaos_sent, cc) == 0);
+	ch->nsend++;
+}
+
+static void
+chaos_sent(void *arg, struct mta_conn *c, const struct mta_tx_result *r)
+{
+	struct chaos_conn *cc = arg;
+	struct chaos *ch = cc->ch;
+	bool any_ok = false;
+
+	ch->nsent++;
+	CHAOS_CHECK(ch, r->nrcpt == cc->tx.nrcpt);
+	for (size_t i = 0; i < r->nrcpt; i++) {
+		if (r->rcpt_lost[i])
+			CHAOS_CHECK(ch, r->rcpt[i].code == 0);
+		else
+			CHAOS_CHECK(ch, r->rcpt[i].code >= 200 &&
+			    r->rcpt[i].code <= 599 &&
+			    r->rcpt[i].code / 100 != 3);
+		if (!r->rcpt_lost[i] && r->rcpt[i].code / 100 == 2)
+			any_ok = true;
+	}
+	CHAOS_CHECK(ch, r->tx.ok || r->tx.conn_lost ||
+	    r->tx.reply.code / 100 == 4 || r->tx.reply.code / 100 == 5);
+	if (r->tx.ok) {
+		CHAOS_CHECK(ch, !r->tx.conn_lost);
+		CHAOS_CHECK(ch, any_ok);
+		CHAOS_CHECK(ch, r->tx.reply.code / 100 == 2);
+	} else
+		CHAOS_CHECK(ch, !any_ok);
+	if (ch->bad != NULL && ch->bad_reply[0] == '\0')
+		snprintf(ch->bad_reply, sizeof(ch->bad_reply), "ok %d lost %d "
+		    "stage %d reply %d %.100s error %.100s", r->tx.ok,
+		    r->tx.conn_lost, r->tx.stage, r->tx.reply.code,
+		    r->tx.reply.text, r->tx.error);
+	if (r->tx.conn_lost) {
+		chaos_conn_end(cc);
+		return;
+	}
+	chaos_next(cc, c);
+}
+
+static void
+chaos_ready(void *arg, struct mta_conn *c, const struct mta_result *r)
+{
+	struct chaos_conn *cc = arg;
+
+	if (!r->ok) {
+		CHAOS_CHECK(cc->ch, c == NULL);
+		chaos_conn_end(cc);
+		return;
+	}
+	cc->sends_left = (int)(chaos_rand(&cc->ch->rng) % 4);
+	chaos_next(cc, c);
+}
+
+static void
+test_chaos(void **state)
+{
+	const char *rcpts[] = { "b@example.org", "c@example.org",
+	    "d@example.org", NULL };
+	static const enum mta_tls pol[] = { MTA_TLS_NONE, MTA_TLS_NONE,
+	    MTA_TLS_OPPORTUNISTIC, MTA_TLS_REQUIRED };
+	struct chaos *ch = &chaos;
+	struct mta_conn_params p;
+	int port, nconn = 500;
+
+	memset(ch, 0, sizeof(*ch));
+	ch->rng = 0x2545f491;
+	/* for longer runs by hand: other seeds, more connections */
+	if (getenv("MTA_CHAOS_SEED") != NULL)
+		ch->rng = (uint32_t)strtoul(getenv("MTA_CHAOS_SEED"), NULL,
+		    0) | 1;
+	if (getenv("MTA_CHAOS_N") != NULL)
+		nconn = atoi(getenv("MTA_CHAOS_N"));
+	ch->fd = listener(64, &port);
+	evutil_make_socket_nonblocking(ch->fd);
+	ch->ev_accept = event_new(base, ch->fd, EV_READ | EV_PERSIST,
+	    chaos_accept_cb, ch);
+	event_add(ch->ev_accept, NULL);
+	for (int i = 0; i < nconn; i++) {
+		struct chaos_conn *cc = xcalloc(1, sizeof(*cc));
+		struct mta_conn *c;
+
+		cc->ch = ch;
+		env_make(&cc->env, "a@example.com", rcpts);
+		tx_make(&cc->tx, &cc->env, msg_small, sizeof(msg_small) - 1);
+		params(&p, port, pol[chaos_rand(&ch->rng) % nitems(pol)],
+		    ctx_default);
+		p.timeout_command = 2;
+		if (chaos_rand(&ch->rng) % 3 == 0) {
+			p.auth_user = "alice";
+			p.auth_pass = "pw";
+		}
+		ch->live++;
+		c = mta_connect(base, &p, chaos_ready, cc);
+		if (chaos_rand(&ch->rng) % 50 == 0) {
+			mta_abort(c);
+			chaos_conn_end(cc);
+		}
+		/* a few at a time */
+		while (ch->live >= 8 && ch->bad == NULL)
+			spin(10);
+	}
+	while (ch->live > 0 && ch->bad == NULL)
+		spin(10);
+	if (ch->bad != NULL)
+		fail_msg("check failed: %s (%s)", ch->bad, ch->bad_reply);
+	assert_int_equal(ch->nsend, ch->nsent);
+	event_free(ch->ev_accept);
+	close(ch->fd);
+	settle();
+	print_message("  %d connections, %d transactions\n", ch->npeers,
+	    ch->nsent);
+}
+
 /* --- setup --------------------------------------------------------------- */
 
 static int
@@ -1702,6 +2076,7 @@ main(void)
 		T(test_peer_hostile),
 		T(test_peer_idle_close),
 		T(test_peer_early_reject),
+		T(test_chaos),
 	};
 
 	if (getenv("MTA_TEST_DEBUG") != NULL)
