@@ -130,6 +130,28 @@ session_conf(const struct session *s)
 	return s->cfg->conf;
 }
 
+/*
+ * Over STARTTLS the read timeout goes on the filter (which sees commands
+ * and data) and the write timeout on the socket underneath (which sees
+ * whether the client takes our bytes).  Not both on the filter: its
+ * generic write timer stays armed after its output drained and fired in
+ * the middle of a DATA that took longer than the timeout; and none left
+ * on the socket from before STARTTLS: its read timeout (timeout_command)
+ * cut a pause inside DATA shorter than timeout_data.
+ */
+static void
+session_set_timeouts(struct session *s, const struct timeval *rd,
+    const struct timeval *wr)
+{
+	struct bufferevent *u = bufferevent_get_underlying(s->bev);
+
+	if (u) {
+		bufferevent_set_timeouts(s->bev, rd, NULL);
+		bufferevent_set_timeouts(u, NULL, wr);
+	} else
+		bufferevent_set_timeouts(s->bev, rd, wr);
+}
+
 static void
 session_enter_state(struct session *s, enum smtp_state st)
 {
@@ -147,7 +169,7 @@ session_enter_state(struct session *s, enum smtp_state st)
 	 * event even with nothing to write, which costs two epoll_ctl calls
 	 * and a wake-up per state change. */
 	if (st != S_CLOSING && tv.tv_sec != s->cur_timeout) {
-		bufferevent_set_timeouts(s->bev, &tv, &tv);
+		session_set_timeouts(s, &tv, &tv);
 		s->cur_timeout = tv.tv_sec;
 	}
 }
@@ -225,7 +247,7 @@ session_close(struct session *s, const char *reply)
 	evbuffer_drain(bufferevent_get_input(s->bev),
 	    evbuffer_get_length(bufferevent_get_input(s->bev)));
 	struct timeval tv = { 10, 0 };
-	bufferevent_set_timeouts(s->bev, NULL, &tv);
+	session_set_timeouts(s, NULL, &tv);
 	bufferevent_enable(s->bev, EV_WRITE);
 	session_free_when_flushed(s);
 }

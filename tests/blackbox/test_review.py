@@ -182,6 +182,65 @@ class Review(GatewayTestCase):
             for line in f.read().splitlines():
                 json.loads(line.decode("utf-8"))
 
+    # --- timeouts and half-close ------------------------------------------
+
+    def test_timeout_data_over_starttls(self):
+        """Inside DATA the idle limit is timeout_data, over STARTTLS too
+        (the socket under the TLS filter kept timeout_command)."""
+        gw = self.gateway(overrides={"timeout_command": "1s",
+                                     "timeout_data": "6s"})
+        c = self.tls_client(gw)
+        c.ehlo()
+        c.cmd("AUTH PLAIN " + b64(f"\0{gw.user}\0{gw.password}"), "235")
+        c.cmd("MAIL FROM:<a@example.com>", "250")
+        c.cmd("RCPT TO:<b@example.net>", "250")
+        c.cmd("DATA", "354")
+        c.send(b"Subject: slow\r\n\r\n")
+        time.sleep(2.5)
+        c.send(b"body\r\n.\r\n")
+        c.expect("250 2.0.0 Ok: queued as ")
+        # the limits still hold: idle in DATA, then idle between commands
+        c.cmd("MAIL FROM:<a@example.com>", "250")
+        c.cmd("RCPT TO:<b@example.net>", "250")
+        c.cmd("DATA", "354")
+        c.expect("421 4.4.2", timeout=15)
+        c = self.tls_client(gw)
+        c.expect("421 4.4.2", timeout=10)
+
+    def test_long_data_over_starttls(self):
+        """A message that takes longer than timeout_data to arrive, but
+        never pauses that long, is accepted (over STARTTLS the filter's
+        write timer stayed armed after the 354 left)."""
+        gw = self.gateway(overrides={"timeout_data": "2s"})
+        c = self.tls_client(gw)
+        c.ehlo()
+        c.cmd("AUTH PLAIN " + b64(f"\0{gw.user}\0{gw.password}"), "235")
+        c.cmd("MAIL FROM:<a@example.com>", "250")
+        c.cmd("RCPT TO:<b@example.net>", "250")
+        c.cmd("DATA", "354")
+        c.send(b"Subject: slow\r\n\r\n")
+        for _ in range(8):
+            time.sleep(0.5)
+            c.send(b"more\r\n")
+        c.send(b".\r\n")
+        c.expect("250 2.0.0 Ok: queued as ")
+
+    def test_shutdown_with_client_not_reading_over_starttls(self):
+        """SIGTERM with a STARTTLS client that never reads: the server
+        still exits (write timeout on the 421), exit 0."""
+        gw = self.gateway(overrides={"timeout_shutdown": "1s",
+                                     "max_commands": 1000000})
+        c = self.tls_client(gw)
+        c.sock.settimeout(3)
+        try:
+            c.sock.sendall(b"NOOP\r\n" * 400000)
+        except (socket.timeout, OSError):
+            pass
+        time.sleep(3)           # until its replies fill every buffer
+        t0 = time.monotonic()
+        gw.stop(timeout=30)
+        self.assertLess(time.monotonic() - t0, 20)
+
 
 if __name__ == "__main__":
     main()
