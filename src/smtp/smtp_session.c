@@ -90,6 +90,8 @@ struct session {
 	char			 login_user[SASL_USER_MAX + 1];
 	struct auth_job		*auth_job;
 	bool			 shutdown;	/* close at the next idle point */
+	bool			 eof;		/* client shut down its sending
+						   side: answer, then close */
 	bool			 line_overflow;	/* discarding a too long line */
 	unsigned long		 ncommands;
 	unsigned long		 nerrors;
@@ -992,14 +994,14 @@ session_process(struct session *s)
 			return;		/* resumed by the write callback */
 		if (s->state == S_DATA) {
 			if (!session_data_input(s))
-				return;
+				break;
 			if (session_too_many_errors(s))
 				return;
 			continue;
 		}
 		rc = session_getline(s, &line, &len);
 		if (rc == 0)
-			return;
+			break;
 		if (rc < 0) {
 			if (session_too_many_errors(s))
 				return;
@@ -1020,6 +1022,9 @@ session_process(struct session *s)
 		    session_idle_point(s))
 			return;
 	}
+	/* all input used: after the client's EOF no more will come */
+	if (s->eof)
+		session_close(s, NULL);
 }
 
 static void
@@ -1039,7 +1044,7 @@ session_write_cb(struct bufferevent *bev, void *arg)
 		return;
 	}
 	/* output drained: continue with input we stopped on */
-	if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+	if (evbuffer_get_length(bufferevent_get_input(bev)) > 0 || s->eof)
 		session_process(s);
 }
 
@@ -1061,6 +1066,16 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		    "state", state_names[s->state], NULL);
 		session_close(s, "421 4.4.2 Timeout exceeded, closing "
 		    "connection");
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
+	    s->state != S_CLOSING) {
+		/* A half-close: the client may still read.  Answer what it
+		 * sent (a message it pipelined with QUIT may be committing),
+		 * then close; a 250 it never sees makes it send a copy. */
+		s->eof = true;
+		bufferevent_disable(bev, EV_READ);
+		session_process(s);
 		return;
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {

@@ -241,6 +241,23 @@ class Review(GatewayTestCase):
         gw.stop(timeout=30)
         self.assertLess(time.monotonic() - t0, 20)
 
+    def test_half_close_after_pipelined_transaction(self):
+        """A client that pipelines a whole transaction and QUIT, then
+        shuts down its sending side, still gets every reply: the message
+        is stored, so a missing 250 would only make it send a copy."""
+        gw = self.gateway()
+        c = self.client(gw)
+        c.ehlo()
+        c.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\n"
+               b"DATA\r\n")
+        c.expect("250")
+        c.expect("250")
+        c.expect("354")
+        c.send(b"Subject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        c.expect("250 2.0.0 Ok: queued as ")
+        c.expect("221")
+
 
 if __name__ == "__main__":
     main()
