@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -190,6 +191,30 @@ struct mta_tls_cache_entry {
 };
 static struct mta_tls_cache_entry mta_tls_cache[MTA_TLS_CACHE_MAX];
 static uint64_t mta_tls_cache_clock;
+static int mta_tls_ctx_index = -1;
+static uintptr_t mta_tls_ctx_last;
+
+/*
+ * A number for the context, kept in its ex_data: not its address, which
+ * a new context (another CA store, after a reload) may get again.
+ */
+static uintptr_t
+mta_tls_ctx_id(SSL_CTX *ctx)
+{
+	uintptr_t id;
+
+	if (mta_tls_ctx_index < 0 && (mta_tls_ctx_index =
+	    SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL)) < 0)
+		fatalx("mta: SSL_CTX_get_ex_new_index");
+	id = (uintptr_t)SSL_CTX_get_ex_data(ctx, mta_tls_ctx_index);
+	if (id == 0) {
+		id = ++mta_tls_ctx_last;
+		if (SSL_CTX_set_ex_data(ctx, mta_tls_ctx_index, (void *)id) !=
+		    1)
+			fatalx("mta: SSL_CTX_set_ex_data");
+	}
+	return id;
+}
 
 static void
 mta_tls_cache_key(const struct mta_conn *c, char *key, size_t keylen)
@@ -202,8 +227,9 @@ mta_tls_cache_key(const struct mta_conn *c, char *key, size_t keylen)
 	else if (c->addr.ss_family == AF_INET6)
 		port = ntohs(((const struct sockaddr_in6 *)
 		    (const void *)&c->addr)->sin6_port);
-	snprintf(key, keylen, "%p|%d|%s|%u", (void *)c->ssl_ctx,
-	    c->tls_verify ? 1 : 0, c->host, port);
+	snprintf(key, keylen, "%ju|%d|%s|%u",
+	    (uintmax_t)mta_tls_ctx_id(c->ssl_ctx), c->tls_verify ? 1 : 0,
+	    c->host, port);
 }
 
 static struct mta_tls_cache_entry *
@@ -274,6 +300,12 @@ mta_tls_cache_get(struct mta_conn *c)
 	mta_tls_cache_key(c, key, sizeof(key));
 	if ((e = mta_tls_cache_find(key)) == NULL)
 		return NULL;
+	if ((time_t)(SSL_SESSION_get_time(e->sess) +
+	    SSL_SESSION_get_timeout(e->sess)) < time(NULL)) {
+		SSL_SESSION_free(e->sess);	/* expired */
+		memset(e, 0, sizeof(*e));
+		return NULL;
+	}
 	e->used = ++mta_tls_cache_clock;
 	return e->sess;
 }

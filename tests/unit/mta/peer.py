@@ -18,6 +18,8 @@ where smtp-sink and ombud cannot play the part:
   long-line     answers EHLO with a 5000 byte line
   tls-inject    answers STARTTLS with 220 and, in the same write, a 250
                 that a man in the middle could have added
+  tls-garbage   answers STARTTLS with 220, then sends no TLS but text
+  tls-refused   answers STARTTLS with 454 (and serves on in the clear)
   idle-close    after the first message: 421 and close while idle
   early-reject  answers DATA with 354, then 554 after the first bytes of
                 content, and stops reading
@@ -70,6 +72,8 @@ EXT = {
     "strict-pipe": ["PIPELINING", "8BITMIME", "SIZE 1000000"],
     "utf8": ["PIPELINING", "SMTPUTF8", "8BITMIME"],
     "tls-inject": ["STARTTLS"],
+    "tls-garbage": ["STARTTLS"],
+    "tls-refused": ["PIPELINING", "STARTTLS"],
     "idle-close": ["PIPELINING"],
     "early-reject": ["PIPELINING"],
 }
@@ -127,6 +131,15 @@ def main():
         elif verb == "HELO":
             send("250 peer.test")
         elif verb == "STARTTLS":
+            if mode == "tls-refused":
+                send("454 4.7.0 TLS not available")
+                continue
+            if mode == "tls-garbage":
+                send("220 2.0.0 go")
+                time.sleep(0.2)
+                send("this is no TLS record")
+                time.sleep(0.5)
+                return
             send("220 2.0.0 go", "250 injected")
             return
         elif verb == "AUTH":

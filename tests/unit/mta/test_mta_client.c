@@ -752,6 +752,39 @@ have(bool ok, const char *what)
 	return ok;
 }
 
+static bool
+have_python(void)
+{
+	return have(executable(PYTHON) && peer_py != NULL,
+	    "python3 or MTA_PEER");
+}
+
+/* --- tests: the client context ------------------------------------------ */
+
+static void
+test_tls_client_ctx(void **state)
+{
+	char err[256], path[300];
+	SSL_CTX *ctx;
+
+	snprintf(path, sizeof(path), "%s/missing.pem", root);
+	err[0] = '\0';
+	assert_null(tls_client_ctx_new(path, err, sizeof(err)));
+	assert_non_null(strstr(err, path));
+	/* a file that is no certificate */
+	snprintf(path, sizeof(path), "%s/garbage.pem", root);
+	write_file(path, "not a certificate\n");
+	assert_null(tls_client_ctx_new(path, err, sizeof(err)));
+	assert_non_null(strstr(err, path));
+
+	ctx = tls_client_ctx_new(cert_pem, err, sizeof(err));
+	assert_non_null(ctx);
+	assert_int_equal(SSL_CTX_get_min_proto_version(ctx), TLS1_2_VERSION);
+	assert_int_equal(SSL_CTX_get_verify_mode(ctx), SSL_VERIFY_PEER);
+	assert_true(SSL_CTX_get_options(ctx) & SSL_OP_NO_COMPRESSION);
+	SSL_CTX_free(ctx);
+}
+
 /* --- tests: smtp-sink ---------------------------------------------------- */
 
 
@@ -1448,8 +1481,7 @@ test_peer_xoauth2(void **state)
 	    "\001\001";
 	char want[256];
 
-	if (!have(executable(PYTHON) && peer_py != NULL,
-	    "python3 or MTA_PEER"))
+	if (!have_python())
 		skip();
 	snprintf(want, sizeof(want), "AUTH XOAUTH2 ");
 	sodium_bin2base64(want + strlen(want), sizeof(want) - strlen(want),
@@ -1498,8 +1530,7 @@ test_peer_login(void **state)
 	struct buf tr;
 	struct cb cb;
 
-	if (!have(executable(PYTHON) && peer_py != NULL,
-	    "python3 or MTA_PEER"))
+	if (!have_python())
 		skip();
 	script_start(&peer, "login");
 	params(&p, peer.port, MTA_TLS_NONE, NULL);
@@ -1514,6 +1545,52 @@ test_peer_login(void **state)
 	buf_free(&tr);
 }
 
+/* STARTTLS refused, or a handshake that fails, per policy. */
+static void
+test_peer_starttls(void **state)
+{
+	const char *rcpts[] = { "b@example.org", NULL };
+	struct mta_conn_params p;
+	struct envelope e;
+	struct peer peer;
+	struct cb cb;
+
+	if (!have_python())
+		skip();
+	env_make(&e, "a@example.com", rcpts);
+	/* 454 to STARTTLS: required fails with that reply... */
+	script_start(&peer, "tls-refused");
+	params(&p, peer.port, MTA_TLS_REQUIRED, ctx_default);
+	connect_fails(&cb, &p, MTA_STAGE_STARTTLS, false);
+	assert_int_equal(cb.ready.reply.code, 454);
+	settle();
+	reap(peer.pid, 5000);
+	/* ...opportunistic goes on in the clear */
+	script_start(&peer, "tls-refused");
+	params(&p, peer.port, MTA_TLS_OPPORTUNISTIC, ctx_default);
+	connect_ok(&cb, &p);
+	assert_string_equal(mta_tls_version(cb.c), "");
+	deliver_small(&cb, &e, true);
+	quit(&cb);
+	reap(peer.pid, 5000);
+
+	/* a failed handshake loses the connection, even when
+	 * opportunistic: the caller may try again without TLS */
+	script_start(&peer, "tls-garbage");
+	params(&p, peer.port, MTA_TLS_OPPORTUNISTIC, ctx_default);
+	connect_fails(&cb, &p, MTA_STAGE_TLS, true);
+	assert_non_null(strstr(cb.ready.error, "TLS"));
+	settle();
+	reap(peer.pid, 5000);
+	script_start(&peer, "tls-garbage");
+	params(&p, peer.port, MTA_TLS_NONE, NULL);
+	connect_ok(&cb, &p);
+	deliver_small(&cb, &e, true);
+	quit(&cb);
+	reap(peer.pid, 5000);
+	envelope_free(&e);
+}
+
 /* The peer answers nothing before MAIL, the RCPTs and DATA are in. */
 static void
 test_peer_pipelining(void **state)
@@ -1526,8 +1603,7 @@ test_peer_pipelining(void **state)
 	struct buf tr;
 	struct cb cb;
 
-	if (!have(executable(PYTHON) && peer_py != NULL,
-	    "python3 or MTA_PEER"))
+	if (!have_python())
 		skip();
 	script_start(&peer, "strict-pipe");
 	params(&p, peer.port, MTA_TLS_NONE, NULL);
@@ -1562,8 +1638,7 @@ test_peer_hostile(void **state)
 	struct peer peer;
 	struct cb cb;
 
-	if (!have(executable(PYTHON) && peer_py != NULL,
-	    "python3 or MTA_PEER"))
+	if (!have_python())
 		skip();
 	for (size_t i = 0; i < nitems(t); i++) {
 		script_start(&peer, t[i].mode);
@@ -1585,8 +1660,7 @@ test_peer_idle_close(void **state)
 	struct peer peer;
 	struct cb cb;
 
-	if (!have(executable(PYTHON) && peer_py != NULL,
-	    "python3 or MTA_PEER"))
+	if (!have_python())
 		skip();
 	script_start(&peer, "idle-close");
 	params(&p, peer.port, MTA_TLS_NONE, NULL);
@@ -1615,8 +1689,7 @@ test_peer_early_reject(void **state)
 	struct cb cb;
 	char *big;
 
-	if (!have(executable(PYTHON) && peer_py != NULL,
-	    "python3 or MTA_PEER"))
+	if (!have_python())
 		skip();
 	big = xmalloc(len);
 	memset(big, 'y', len);
@@ -2058,6 +2131,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		T(test_tls_client_ctx),
 		T(test_sink_plain),
 		T(test_sink_several),
 		T(test_sink_faults),
@@ -2072,6 +2146,7 @@ main(void)
 		T(test_ombud_rcpts),
 		T(test_peer_xoauth2),
 		T(test_peer_login),
+		T(test_peer_starttls),
 		T(test_peer_pipelining),
 		T(test_peer_hostile),
 		T(test_peer_idle_close),
