@@ -8,7 +8,7 @@
 #
 # Both servers listen on a free 127.0.0.1 port; no traffic goes anywhere
 # else.  ombud: a release build, one listener with tls=none, auth=no,
-# require_auth=no, trusted_networks=127.0.0.0/8, a fresh spool per round.
+# trusted_networks=127.0.0.0/8, a fresh spool per round.
 # Postfix: a private instance configured here (own config_directory,
 # queue_directory and data_directory under the work directory), smtpd on
 # the free port, mynetworks=127.0.0.0/8, every message put on hold so that
@@ -213,7 +213,6 @@ ombud_start() {	# fresh spool each time
 	address = 127.0.0.1:$OMB_PORT
 	tls = none
 	auth = no
-	require_auth = no
 	trusted_networks = 127.0.0.0/8
 	EOF
 	"$OMBUD" serve -c "$dir/ombud.conf" 2> "$dir/serve.log" &

@@ -101,12 +101,10 @@ static const struct kdef keys[] = {
 	  "Offer SMTP AUTH PLAIN and LOGIN (needs global credentials)."),
 	L("auth_requires_tls", K_BOOL, auth_requires_tls, "yes",
 	  "Offer and accept AUTH only inside TLS."),
-	L("require_auth", K_BOOL, require_auth, "yes",
-	  "MAIL needs a successful AUTH unless the client is in "
-	  "trusted_networks.  Never turn off on a public address."),
 	L("trusted_networks", K_NETS, ntrusted, "",
 	  "Client networks (CIDR, comma or space separated) that may submit "
-	  "without AUTH, like Postfix's mynetworks."),
+	  "without AUTH, like Postfix's mynetworks.  Everyone else must "
+	  "AUTH before MAIL."),
 };
 
 struct perr {
@@ -455,18 +453,14 @@ check_listener(struct conf *c, struct conf_listener *l, struct perr *pe)
 		    "listener '%s' offers AUTH but no global credentials "
 		    "are configured", l->name);
 	if (l->auth && l->auth_requires_tls && l->tls == LTLS_NONE &&
-	    l->require_auth && l->ntrusted == 0)
+	    l->ntrusted == 0)
 		return perr_set(pe, l->line, "auth_requires_tls",
 		    "listener '%s' requires AUTH, AUTH requires TLS, but "
 		    "tls is none: nobody could ever submit", l->name);
-	if (!l->require_auth && l->ntrusted == 0)
-		return perr_set(pe, l->line, "require_auth",
-		    "listener '%s' has require_auth = no and no "
-		    "trusted_networks: that is an open relay", l->name);
-	if (l->require_auth && !l->auth && l->ntrusted == 0)
-		return perr_set(pe, l->line, "require_auth",
-		    "listener '%s' requires AUTH but does not offer it "
-		    "and trusts no network", l->name);
+	if (!l->auth && l->ntrusted == 0)
+		return perr_set(pe, l->line, "auth",
+		    "listener '%s' neither offers AUTH nor trusts a "
+		    "network: nobody could ever submit", l->name);
 	return 0;
 }
 

@@ -41,8 +41,6 @@ struct conf_listener {
 	char			*tls_min_version;
 	bool			auth;		/* offer AUTH */
 	bool			auth_requires_tls;
-	bool			require_auth;	/* MAIL needs AUTH unless
-						   trusted network */
 	size_t			ntrusted;
 	struct cidr		trusted[CONF_MAX_NETS];
 	int			line;		/* of the [listener] line */

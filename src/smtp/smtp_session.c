@@ -455,9 +455,7 @@ cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 		session_reply(s, "503 5.5.1 Nested MAIL command");
 		return;
 	}
-	/* Outside trusted_networks MAIL needs AUTH whatever require_auth
-	 * says: conf refuses require_auth = no without trusted_networks as
-	 * an open relay, and it would be just as open with them. */
+	/* No open relay: outside trusted_networks MAIL needs AUTH. */
 	if (!s->authenticated && !s->trusted) {
 		session_reply(s, "530 5.7.0 Authentication required");
 		return;

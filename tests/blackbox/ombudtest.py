@@ -46,9 +46,9 @@ SANITIZER_RE = re.compile(
 # Three listeners cover most tests: submission (STARTTLS + AUTH), smtps
 # (implicit TLS + AUTH) and relay (plain, no AUTH, trusts 127.0.0.0/8).
 DEFAULT_LISTENERS = {
-    "submission": {"tls": "starttls", "auth": "yes", "require_auth": "yes"},
-    "smtps": {"tls": "implicit", "auth": "yes", "require_auth": "yes"},
-    "relay": {"tls": "none", "auth": "no", "require_auth": "no",
+    "submission": {"tls": "starttls", "auth": "yes"},
+    "smtps": {"tls": "implicit", "auth": "yes"},
+    "relay": {"tls": "none", "auth": "no",
               "trusted_networks": "127.0.0.0/8"},
 }
 

@@ -12,9 +12,8 @@ from ombudtest import DEFAULT_LISTENERS, GatewayTestCase, b64, main, message
 
 LISTENERS = dict(DEFAULT_LISTENERS)
 LISTENERS["trusted2"] = {"tls": "starttls", "auth": "yes",
-                         "require_auth": "yes",
                          "trusted_networks": "127.0.0.2/32"}
-LISTENERS["clear"] = {"tls": "none", "auth": "yes", "require_auth": "yes",
+LISTENERS["clear"] = {"tls": "none", "auth": "yes",
                       "auth_requires_tls": "no"}
 
 

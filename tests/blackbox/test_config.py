@@ -49,7 +49,7 @@ class ConfigCheck(unittest.TestCase):
             "[listener relay]\n"                            # 5
             "address = 127.0.0.1:2525\n"                    # 6
             "auth = no\n"                                   # 7
-            "require_auth = no\n"                           # 8
+            "# no AUTH here: trusted clients only\n"       # 8
             "trusted_networks = 127.0.0.0/8\n")             # 9
 
     def test_minimal_ok(self):
@@ -97,7 +97,7 @@ class ConfigCheck(unittest.TestCase):
         text = self.GOOD + ("\n"                             # 10
                             "[listener other]\n"             # 11
                             "auth = no\n"                    # 12
-                            "require_auth = no\n"            # 13
+                            "# trusted clients only\n"      # 13
                             "trusted_networks = ::1/128\n")  # 14
         self.assert_error(text, 11, "address", r"other|address")
 
@@ -111,8 +111,8 @@ class ConfigCheck(unittest.TestCase):
 
     def test_open_relay_refused(self):
         self.assert_error(self.GOOD.replace(
-            "trusted_networks = 127.0.0.0/8\n", ""), 5, "require_auth",
-            r"relay")
+            "trusted_networks = 127.0.0.0/8\n", ""), 5, "auth",
+            r"nobody could ever submit")
 
     def test_bad_network(self):
         self.assert_error(self.GOOD.replace("127.0.0.0/8", "127.0.0.0/33"),

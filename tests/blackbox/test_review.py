@@ -32,12 +32,11 @@ class Review(GatewayTestCase):
 
     # --- open relay ------------------------------------------------------
 
-    def test_require_auth_no_still_needs_trusted_network(self):
-        """require_auth = no is only accepted with trusted_networks (else
-        "open relay"), so a client outside them must not submit."""
+    def test_no_auth_listener_still_needs_trusted_network(self):
+        """A listener without AUTH serves only its trusted_networks: a
+        client outside them must not submit (no open relay)."""
         listeners = dict(DEFAULT_LISTENERS)
         listeners["lan"] = {"tls": "none", "auth": "no",
-                            "require_auth": "no",
                             "trusted_networks": "127.0.0.2/32"}
         gw = self.gateway(listeners=listeners)
         c = self.client(gw, "lan")                    # from 127.0.0.1
@@ -122,7 +121,6 @@ class Review(GatewayTestCase):
         including an AUTH (a man in the middle could have sent it)."""
         listeners = dict(DEFAULT_LISTENERS)
         listeners["sub2"] = {"tls": "starttls", "auth": "yes",
-                             "require_auth": "yes",
                              "auth_requires_tls": "no"}
         gw = self.gateway(listeners=listeners)
         c = self.client(gw, "sub2")

@@ -44,7 +44,6 @@ test_defaults(void **state)
 	assert_int_equal(c->timeout_shutdown, 30);
 	assert_string_equal(c->spool_dir, "var/spool");
 	assert_int_equal(c->nlisteners, 1);
-	assert_true(c->listeners[0].require_auth);
 	assert_true(c->listeners[0].auth_requires_tls);
 	assert_int_equal(c->listeners[0].tls, LTLS_STARTTLS);
 	assert_string_equal(c->listeners[0].tls_min_version, "1.2");
@@ -65,7 +64,7 @@ test_values(void **state)
 	    "[listener a]\n"
 	    "address = [::1]:25\n"
 	    "trusted_networks = 127.0.0.0/8, ::1/128 10.1.2.3\n"
-	    "require_auth = no\n"
+	    "auth = no\n"
 	    "[listener b]\n"
 	    "address = 127.0.0.1:465\n"
 	    "tls = implicit\n"
@@ -78,7 +77,6 @@ test_values(void **state)
 	assert_int_equal(c->log_format, LOG_FMT_JSON);
 	assert_int_equal(c->nlisteners, 2);
 	assert_int_equal(c->listeners[0].ntrusted, 3);
-	assert_false(c->listeners[0].require_auth);
 	assert_int_equal(c->listeners[1].tls, LTLS_IMPLICIT);
 	assert_int_equal(c->listeners[1].line, 10);
 	conf_free(c);
@@ -116,7 +114,7 @@ static const struct bad bads[] = {
 	{ "[listener a]\naddress = 127.0.0.1:1\n",
 	  "key 'auth': listener 'a' offers AUTH but no global credentials" },
 	{ "credentials=file:x\n[listener a]\naddress = 127.0.0.1:1\n"
-	  "require_auth = no\n", "open relay" },
+	  "auth = no\n", "nobody could ever submit" },
 	{ "credentials=file:x\n[listener a]\naddress = 127.0.0.1:1\n"
 	  "trusted_networks = 300.1.1.1\n", "key 'trusted_networks'" },
 	{ "credentials=file:x\n[listener a]\naddress = 127.0.0.1:1\n"
