@@ -895,7 +895,7 @@ session_command(struct session *s, char *line, size_t len)
 		session_close(s, "221 2.0.0 Bye");
 		break;
 	case SMTP_VERB_VRFY:
-		session_reply(s, "252 2.5.2 Cannot VRFY user, but will accept "
+		session_reply(s, "252 2.0.0 Cannot VRFY user, but will accept "
 		    "message and attempt delivery");
 		break;
 	case SMTP_VERB_EXPN:
