@@ -255,12 +255,35 @@ connect_to(int port)
 }
 
 static void
-wait_listen(int port)
+read_file(const char *path, struct buf *b)
+{
+	char chunk[4096];
+	ssize_t n;
+	int fd = open(path, O_RDONLY);
+
+	assert_true(fd >= 0);
+	while ((n = read(fd, chunk, sizeof(chunk))) > 0)
+		buf_add(b, chunk, (size_t)n);
+	close(fd);
+}
+
+/* Wait for pid (0: none) to listen on port; its log says why not. */
+static void
+wait_listen(int port, pid_t pid, const char *log)
 {
 	int64_t deadline = now_ms() + 15000;
-	int fd;
+	int fd, status;
 
 	while ((fd = connect_to(port)) < 0) {
+		if (pid > 0 && waitpid(pid, &status, WNOHANG) == pid) {
+			struct buf b;
+
+			forget(pid);
+			buf_init(&b);
+			read_file(log, &b);
+			fail_msg("%s exited: %.500s", log,
+			    b.data ? b.data : "");
+		}
 		assert_true(now_ms() < deadline);
 		usleep(20000);
 	}
@@ -274,18 +297,6 @@ test_dir(char *out, size_t outlen)
 	assert_int_equal(mkdir(out, 0700), 0);
 }
 
-static void
-read_file(const char *path, struct buf *b)
-{
-	char chunk[4096];
-	ssize_t n;
-	int fd = open(path, O_RDONLY);
-
-	assert_true(fd >= 0);
-	while ((n = read(fd, chunk, sizeof(chunk))) > 0)
-		buf_add(b, chunk, (size_t)n);
-	close(fd);
-}
 
 static void
 write_file(const char *path, const char *text)
@@ -319,6 +330,7 @@ sink_start(struct peer *p, const char *const *opts)
 	p->port = free_port();
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", p->port);
 	argv[n++] = (char *)sink_bin;
+	argv[n++] = "-v";	/* the commands go to sink.log */
 	if (geteuid() == 0) {
 		argv[n++] = "-u";
 		argv[n++] = "root";
@@ -331,7 +343,7 @@ sink_start(struct peer *p, const char *const *opts)
 	argv[n++] = "10";
 	argv[n] = NULL;
 	p->pid = spawn(argv, log, -1);
-	wait_listen(p->port);
+	wait_listen(p->port, p->pid, log);
 }
 
 /* The messages smtp-sink stored, concatenated; their number. */
@@ -354,6 +366,23 @@ sink_dumps(const struct peer *p, struct buf *all)
 	}
 	closedir(d);
 	return n;
+}
+
+/* Whether smtp-sink saw a command line starting with cmd. */
+static bool
+sink_saw(const struct peer *p, const char *cmd)
+{
+	char path[400], pat[64];
+	struct buf log;
+	bool found;
+
+	snprintf(path, sizeof(path), "%s/sink.log", p->dir);
+	snprintf(pat, sizeof(pat), "smtp-sink: %s", cmd);
+	buf_init(&log);
+	read_file(path, &log);
+	found = strstr(log.data ? log.data : "", pat) != NULL;
+	buf_free(&log);
+	return found;
 }
 
 /* peer.py MODE on a socket made here. */
@@ -412,12 +441,12 @@ gw_start(struct gw *g, const char *extra)
 	    "credentials = file:%s\n"
 	    "%s\n"
 	    "[listener sub]\naddress = 127.0.0.1:%d\ntls = starttls\n"
-	    "tls_cert = %s\ntls_key = %s\nauth = yes\nrequire_auth = yes\n\n"
+	    "tls_cert = %s\ntls_key = %s\nauth = yes\n\n"
 	    "[listener smtps]\naddress = 127.0.0.1:%d\ntls = implicit\n"
-	    "tls_cert = %s\ntls_key = %s\nauth = yes\nrequire_auth = no\n"
+	    "tls_cert = %s\ntls_key = %s\nauth = yes\n"
 	    "trusted_networks = 127.0.0.0/8\n\n"
 	    "[listener relay]\naddress = 127.0.0.1:%d\ntls = none\n"
-	    "auth = no\nrequire_auth = no\ntrusted_networks = 127.0.0.0/8\n",
+	    "auth = no\ntrusted_networks = 127.0.0.0/8\n",
 	    g->dir, g->dir, path, extra ? extra : "", g->port_sub, cert_pem,
 	    key_pem, g->port_smtps, cert_pem, key_pem, g->port_relay);
 	snprintf(g->conf, sizeof(g->conf), "%s/ombud.conf", g->dir);
@@ -429,9 +458,9 @@ gw_start(struct gw *g, const char *extra)
 	argv[3] = g->conf;
 	argv[4] = NULL;
 	g->pid = spawn(argv, log, -1);
-	wait_listen(g->port_sub);
-	wait_listen(g->port_smtps);
-	wait_listen(g->port_relay);
+	wait_listen(g->port_sub, g->pid, log);
+	wait_listen(g->port_smtps, g->pid, log);
+	wait_listen(g->port_relay, g->pid, log);
 }
 
 /* The stored message: its envelope's user and its content. */
@@ -957,6 +986,16 @@ test_sink_faults(void **state)
 		stop(sink.pid);
 		if (t[i].stage != MTA_STAGE_DOT)
 			assert_int_equal(sink_dumps(&sink, NULL), 0);
+		/* no RCPT after a refused MAIL, no DATA without a
+		 * recipient (-r and -f turn PIPELINING off) */
+		if (t[i].opts[0][1] != 'q' && t[i].opts[0][1] != 'Q') {
+			if (t[i].stage == MTA_STAGE_MAIL)
+				assert_false(sink_saw(&sink, "RCPT"));
+			if (t[i].stage <= MTA_STAGE_RCPT)
+				assert_false(sink_saw(&sink, "DATA"));
+			if (!t[i].lost)
+				assert_true(sink_saw(&sink, "RSET"));
+		}
 	}
 	envelope_free(&e);
 }
