@@ -16,10 +16,12 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
 struct list_ctx {
 	bool		 json;
@@ -160,8 +162,23 @@ queue_show(const struct conf *c, const char *id, bool json)
 		goto out;
 	}
 	if (json) {
-		json_object_set_new(lc.arr, "content",
-		    json_stringn(content.data, content.len));
+		json_t *text = json_stringn(content.data, content.len);
+
+		/* JSON strings are UTF-8: 8-bit content in another charset
+		 * goes out as base64 instead of silently missing */
+		if (text != NULL)
+			json_object_set_new(lc.arr, "content", text);
+		else {
+			size_t n = sodium_base64_encoded_len(content.len,
+			    sodium_base64_VARIANT_ORIGINAL);
+			char *b64 = xmalloc(n);
+			sodium_bin2base64(b64, n,
+			    (const unsigned char *)content.data, content.len,
+			    sodium_base64_VARIANT_ORIGINAL);
+			json_object_set_new(lc.arr, "content_base64",
+			    json_string(b64));
+			free(b64);
+		}
 		json_dumpf(lc.arr, stdout, JSON_INDENT(2));
 		printf("\n");
 	} else {

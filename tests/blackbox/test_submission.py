@@ -6,6 +6,7 @@ implicit TLS, verifying the gateway's certificate; the queue id of each
 250 reply must appear in `ombud queue list`, and `ombud queue show` must
 have the content with a Received header prepended.
 """
+import base64
 import re
 import shutil
 import unittest
@@ -114,6 +115,22 @@ class Swaks(GatewayTestCase):
 
 
 class QueueCLI(GatewayTestCase):
+
+    def test_show_json_8bit_not_utf8(self):
+        # Latin-1 content cannot be a JSON string: it must come out
+        # byte-exact as content_base64, not silently missing
+        gw = self.gateway()
+        c = self.client(gw)
+        c.ehlo()
+        body = "Hyresg\u00e4st: v\u00e4lkommen\r\n".encode("latin-1")
+        msg = (b"From: <a@example.com>\r\nTo: <b@example.net>\r\n"
+               b"Subject: latin1\r\n\r\n" + body)
+        qid = c.submit(msg)
+        shown = gw.queue_show(qid)
+        self.assertNotIn("content", shown)
+        raw = base64.b64decode(shown["content_base64"])
+        self.assertTrue(raw.endswith(b"\r\n\r\n" + body), raw)
+        self.assertEqual(shown["size"], len(raw))
 
     def test_list_show_delete(self):
         gw = self.gateway()
