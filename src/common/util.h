@@ -24,6 +24,9 @@ void *xcalloc(size_t nmemb, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
+/* Wipe a heap string holding a secret (sodium_memzero), then free it.
+ * NULL is fine. */
+void free_secret(char *s);
 
 /* Copy src into dst of size dstsz.  Returns false (and leaves dst as an
  * empty string) when src does not fit. */

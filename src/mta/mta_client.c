@@ -324,15 +324,6 @@ mta_local_reply(struct smtp_reply *r, const char *line)
 	*r = p.r;
 }
 
-static void
-mta_wipe_free(char *s)
-{
-	if (s != NULL) {
-		sodium_memzero(s, strlen(s));
-		free(s);
-	}
-}
-
 /* Printable ASCII (UTF-8 allowed), no space when !spaces, 1..max bytes. */
 static bool
 mta_text_ok(const char *s, size_t max, bool spaces)
@@ -581,9 +572,9 @@ mta_free(struct mta_conn *c)
 		event_free(c->ev_defer);
 	mta_tx_clear(c);
 	buf_free(&c->chunk);
-	mta_wipe_free(c->auth_user);
-	mta_wipe_free(c->auth_pass);
-	mta_wipe_free(c->xoauth2_token);
+	free_secret(c->auth_user);
+	free_secret(c->auth_pass);
+	free_secret(c->xoauth2_token);
 	free(c);
 }
 

@@ -107,21 +107,12 @@ struct oauth {
 
 static void oauth_check_done(struct oauth *o);
 
-static void
-oauth_wipe_str(char *s)
-{
-	if (s != NULL) {
-		sodium_memzero(s, strlen(s));
-		free(s);
-	}
-}
-
 /* --- requests and the done queue --- */
 
 static void
 oauth_req_free(struct oauth_req *r)
 {
-	oauth_wipe_str(r->token);
+	free_secret(r->token);
 	sodium_memzero(r, sizeof(*r));
 	free(r);
 }
@@ -555,7 +546,7 @@ oauth_fetch_finish(struct oauth_fetch *f, CURLcode rc)
 	oauth_fetch_free(f);
 
 	if (token != NULL) {
-		oauth_wipe_str(e->token);
+		free_secret(e->token);
 		e->token = NULL;
 		if (ex > OAUTH_EXPIRES_MAX)
 			ex = OAUTH_EXPIRES_MAX;
@@ -578,7 +569,7 @@ oauth_fetch_finish(struct oauth_fetch *f, CURLcode rc)
 		}
 		oauth_req_done(r);
 	}
-	oauth_wipe_str(token);
+	free_secret(token);
 }
 
 static void
@@ -630,7 +621,7 @@ oauth_entry_find(struct oauth *o, const struct oauth_client *c,
 static void
 oauth_entry_drop_token(struct oauth_entry *e)
 {
-	oauth_wipe_str(e->token);
+	free_secret(e->token);
 	e->token = NULL;
 	e->expires_ms = 0;
 }
