@@ -39,6 +39,7 @@ rcpt_state_name(enum rcpt_state st)
 	case RCPT_PENDING: return "pending";
 	case RCPT_DELIVERED: return "delivered";
 	case RCPT_BOUNCED: return "bounced";
+	case RCPT_DEFERRED: return "deferred";
 	}
 	return "unknown";
 }

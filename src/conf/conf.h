@@ -23,6 +23,8 @@
 
 #define CONF_MAX_LISTENERS	16
 #define CONF_MAX_NETS		64
+#define CONF_MAX_ROUTES		64
+#define CONF_SECRET_MAX		4096	/* bytes in a secret file */
 
 enum listener_tls { LTLS_NONE = 0, LTLS_STARTTLS, LTLS_IMPLICIT };
 
@@ -30,6 +32,32 @@ struct cidr {
 	int		family;		/* AF_INET or AF_INET6 */
 	uint8_t		addr[16];
 	unsigned	prefix;
+};
+
+/* How an outbound connection uses TLS (mirrors enum mta_tls, which conf
+ * does not include to stay free of the delivery code). */
+enum route_tls { RTLS_NONE = 0, RTLS_OPPORTUNISTIC, RTLS_REQUIRED,
+	RTLS_VERIFY, RTLS_IMPLICIT };
+
+/* A "[route NAME]" section: a smart host that mail can be relayed
+ * through (a company's own server, or the platform's upstream). */
+struct conf_route {
+	char			name[64];
+	char			*host;		/* name or IP literal (required) */
+	uint64_t		port;		/* default 587 */
+	enum route_tls		tls;		/* default verify */
+	char			*ca_file;	/* PEM CAs for verify; NULL =
+						   the system store */
+	char			*auth_user;	/* NULL: no AUTH */
+	char			*auth_password;	/* read from auth_password_file
+						   at load; wiped on free */
+	char			*xoauth2_token_url; /* set: AUTH XOAUTH2 */
+	char			*xoauth2_client_id;
+	char			*xoauth2_secret;  /* read from
+						     xoauth2_secret_file */
+	char			*xoauth2_scope;
+	uint64_t		max_connections; /* 0: dest_max_connections */
+	int			line;		/* of the [route] line */
 };
 
 struct conf_listener {
@@ -70,6 +98,28 @@ struct conf {
 	uint64_t		auth_workers;
 	uint64_t		segment_size;
 	uint64_t		commit_delay_us;
+	/* delivery */
+	bool			delivery;	/* no: queue only */
+	char			*dns_servers;	/* NULL: resolv.conf */
+	char			*default_route;	/* "mx" or a route name */
+	uint64_t		mx_port;
+	enum route_tls		mx_tls;		/* none..verify */
+	uint64_t		retry_min;	/* seconds */
+	uint64_t		retry_max;
+	uint64_t		queue_lifetime;
+	uint64_t		delay_warning;	/* 0: never */
+	uint64_t		dest_max_connections;
+	uint64_t		dest_rate;	/* messages/s, 0: unlimited */
+	uint64_t		delivery_max_connections;
+	uint64_t		delivery_max_inflight;
+	uint64_t		conn_max_messages;
+	uint64_t		conn_idle_timeout;
+	uint64_t		delivery_timeout_connect;
+	uint64_t		delivery_timeout_command;
+	uint64_t		delivery_timeout_data;
+	char			*oauth_ca_file;	/* NULL: system store */
+	size_t			nroutes;
+	struct conf_route	routes[CONF_MAX_ROUTES];
 	size_t			nlisteners;
 	struct conf_listener	listeners[CONF_MAX_LISTENERS];
 };
@@ -83,10 +133,13 @@ struct conf *conf_load(const char *path, char *err, size_t errlen);
 struct conf *conf_parse(const char *name, const char *text, size_t len,
     char *err, size_t errlen);
 void conf_free(struct conf *c);
+/* The route called name, or NULL. */
+const struct conf_route *conf_route_find(const struct conf *c,
+    const char *name);
 
 /* Documentation table, for `ombud config keys` and the docs test. */
 struct conf_keydoc {
-	const char	*section;	/* "global" or "listener" */
+	const char	*section;	/* "global", "listener" or "route" */
 	const char	*key;
 	const char	*def;		/* default as text, NULL = none */
 	const char	*doc;

@@ -49,7 +49,7 @@ static const char *const envelope_ret_names[] = {
 };
 static const char *const envelope_state_names[] = {
 	[RCPT_PENDING] = "pending", [RCPT_DELIVERED] = "delivered",
-	[RCPT_BOUNCED] = "bounced",
+	[RCPT_BOUNCED] = "bounced", [RCPT_DEFERRED] = "deferred",
 };
 
 /* A piece of the input: never NUL-terminated, never read past len. */

@@ -26,11 +26,14 @@
 #define ENV_PEER_MAX	63	/* textual IPv6 address + port fits */
 #define ENV_USER_MAX	255
 #define ENV_TENANT_MAX	127
+#define ENV_REPLY_MAX	512	/* last remote reply kept per recipient */
+#define ENV_REMOTE_MAX	300	/* "host[address]:port" */
 
 enum rcpt_state {
-	RCPT_PENDING = 0,
-	RCPT_DELIVERED,
-	RCPT_BOUNCED,
+	RCPT_PENDING = 0,	/* not tried yet */
+	RCPT_DELIVERED,		/* final: a 2xx after the dot */
+	RCPT_BOUNCED,		/* final: 5xx or expired; DSN sent if wanted */
+	RCPT_DEFERRED,		/* tried, temporary failure, will retry */
 };
 
 struct env_rcpt {
@@ -38,6 +41,10 @@ struct env_rcpt {
 	unsigned	notify;				/* SMTP_NOTIFY_* */
 	char		orcpt[SMTP_ORCPT_MAX + 1];
 	enum rcpt_state	state;
+	/* delivery state, from the message's latest STATE record: */
+	char		*last_reply;	/* heap or NULL; "451 4.3.0 text" */
+	char		*remote;	/* heap or NULL; who said it */
+	bool		delay_warned;	/* a delay DSN went out */
 };
 
 struct envelope {
@@ -53,6 +60,12 @@ struct envelope {
 	enum smtp_ret	ret;
 	char		envid[SMTP_ENVID_MAX + 1];
 	uint64_t	content_size;	/* bytes of content after envelope */
+	/* delivery state, from the message's latest STATE record (not
+	 * part of the MSG record's encoding): */
+	bool		hold;		/* not to be delivered until released */
+	uint32_t	attempts;	/* delivery attempts so far */
+	int64_t		last_attempt;	/* unix seconds, 0 = never */
+	int64_t		next_attempt;	/* unix seconds, 0 = now */
 	size_t		nrcpt;
 	struct env_rcpt	*rcpt;		/* heap array of nrcpt */
 	size_t		rcpt_cap;	/* slots allocated in rcpt (private

@@ -303,7 +303,7 @@ static void spool_apply(struct spool *sp, struct spool_seg *seg,
 static int spool_load_segment(struct spool *sp, struct spool_seg *seg);
 static int spool_list(struct spool *sp, uint64_t after, uint64_t **nums,
     size_t *n);
-static int spool_load(struct spool *sp);
+static int spool_recover(struct spool *sp);
 static struct spool_seg *spool_seg_link(struct spool *sp, uint64_t num,
     int fd);
 static struct spool_seg *spool_seg_create(struct spool *sp);
@@ -910,7 +910,7 @@ spool_list(struct spool *sp, uint64_t after, uint64_t **nums, size_t *n)
 
 /* Load every segment into the index (both recovery and read-only). */
 static int
-spool_load(struct spool *sp)
+spool_recover(struct spool *sp)
 {
 	uint64_t *nums = NULL, last = 0;
 	size_t n, i;
@@ -1570,7 +1570,7 @@ spool_open(const char *dir, const struct spool_opts *opts,
 		log_warn("spool %s: open seg", dir);
 		goto fail;
 	}
-	if (spool_load(sp) != 0)
+	if (spool_recover(sp) != 0)
 		goto fail;
 	spool_gc(sp);
 	if (base != NULL) {
@@ -1797,7 +1797,7 @@ spool_load_readonly(const char *dir, struct spool **out)
 		}
 		goto fail;
 	}
-	if (spool_load(sp) != 0) {
+	if (spool_recover(sp) != 0) {
 		err = errno ? errno : EIO;
 		goto fail;
 	}

@@ -77,6 +77,39 @@ void spool_commit_cancel(struct spool_commit *c);
 /* Durably mark a message deleted.  -1/ENOENT if not live. Synchronous. */
 int spool_delete(struct spool *sp, const char *id);
 
+/*
+ * Like spool_delete, but group-committed like spool_submit: the message
+ * leaves the index at once (spool_count drops, spool_load fails), and
+ * cb(arg, err) runs on the loop once the DEL record is durable (cb may be
+ * NULL).  For the scheduler, which deletes a message after its last
+ * recipient became final.  NULL with errno (ENOENT) if not live.
+ */
+struct spool_commit *spool_remove(struct spool *sp, const char *id,
+    spool_commit_cb cb, void *arg);
+
+/*
+ * Append a STATE record with the delivery state of the live message
+ * e->id: e->hold, attempts, last_attempt, next_attempt and, for every
+ * recipient, state, last_reply, remote and delay_warned (e->nrcpt must
+ * equal the stored message's).  The latest STATE record of a message wins;
+ * recovery, spool_load, spool_scan, spool_foreach and compaction all apply
+ * it.  Group-committed like spool_submit (cb may be NULL).  NULL with
+ * errno: ENOENT not live, EINVAL recipient count differs, or the write's
+ * error.  Offline mode: synchronous.
+ */
+struct spool_commit *spool_update(struct spool *sp, const struct envelope *e,
+    spool_commit_cb cb, void *arg);
+
+/*
+ * Load a live message from the open spool by id through the in-memory
+ * index (pread, no directory scan): the envelope with its latest state
+ * applied, and the content if content is not NULL.  0, or -1 with errno
+ * (ENOENT).  Caller frees e with envelope_free.
+ */
+int spool_load(struct spool *sp, const char *id, struct envelope *e,
+    struct buf *content);
+
+
 /* Live messages known to this open spool. */
 size_t spool_count(const struct spool *sp);
 
@@ -102,11 +135,16 @@ void spool_stats(const struct spool *sp, struct spool_stats *out);
  * Read-only scan of a spool directory without the lock (safe while a
  * server is writing it: a record being written is simply not seen yet).
  * Calls fn once per live message, in acceptance order, with its decoded
- * envelope.  fn returns 0 to continue, non-zero to stop.  Returns 0 or -1
+ * envelope and its latest state applied.  fn returns 0 to continue, non-zero to stop.  Returns 0 or -1
  * with errno.
  */
 typedef int (*spool_scan_fn)(void *arg, const struct envelope *e);
 int spool_scan(const char *dir, spool_scan_fn fn, void *arg);
+
+/* Every live message of the open spool, in acceptance order, with its
+ * state applied (the scheduler's rebuild at start).  Same contract as
+ * spool_scan's fn.  0 or -1 with errno. */
+int spool_foreach(struct spool *sp, spool_scan_fn fn, void *arg);
 
 /* Read the content of a live message by id (read-only, no lock).
  * On success returns 0 and fills out; -1 with errno (ENOENT). */
