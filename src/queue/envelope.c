@@ -3,18 +3,22 @@
  *
  * What it does: keeps the recipient array of an envelope, encodes an
  * envelope as "key value\n" lines (format in envelope.h) and decodes it
- * back.  The decoder is strict and canonical: fields in one fixed order,
+ * back; the same for the delivery state (the spool's STATE record),
+ * which is decoded onto an envelope already decoded from its MSG record.
+ * The decoders are strict and canonical: fields in one fixed order,
  * each exactly once, numbers without sign or leading zeros unless the
  * encoder writes them, escapes only where the encoder puts them, enum
  * values by name.  So decode(x) succeeding means x is exactly
- * encode(decode(x)) (the fuzzer checks the round trip).
+ * encode(decode(x)) (the fuzzers check the round trips).
  *
  * What it must never do: read data[len] or beyond, trust a length or a
  * count from the input before checking it against the bound of the array
  * it goes into, allocate memory that the input does not pay for (the
  * recipient array is sized by counting recipient lines that are really
  * there, and there can be at most ENV_MAX_RCPT), or leave a partially
- * decoded envelope behind on failure.
+ * decoded envelope behind on failure (a STATE payload that does not
+ * decode leaves the envelope exactly as it was: it is checked whole
+ * before anything is applied).
  */
 #include "queue/envelope.h"
 
@@ -74,6 +78,14 @@ static bool envelope_get_name(struct env_span v, const char *const *names,
 static bool envelope_get_field(struct envelope *e, enum env_key k,
     struct env_span v);
 static bool envelope_get_rcpt(struct env_span line, struct env_rcpt *r);
+static bool envelope_str_equal(const char *a, const char *b);
+static void envelope_put_bounded(struct buf *out, const char *s, size_t max);
+static bool envelope_get_line_value(struct env_span *in, const char *key,
+    struct env_span *v);
+static bool envelope_state_rcpt(struct env_span line, size_t index,
+    enum rcpt_state *state, bool *warned, char *remote, char *reply);
+static int envelope_state_walk(const char *data, size_t len,
+    char id[QUEUE_ID_LEN + 1], size_t *nrcpt, struct envelope *apply);
 
 void
 envelope_init(struct envelope *e)
@@ -85,6 +97,12 @@ envelope_init(struct envelope *e)
 void
 envelope_free(struct envelope *e)
 {
+	size_t i;
+
+	for (i = 0; i < e->nrcpt; i++) {
+		free(e->rcpt[i].last_reply);
+		free(e->rcpt[i].remote);
+	}
 	free(e->rcpt);
 	envelope_init(e);
 }
@@ -121,17 +139,30 @@ envelope_equal(const struct envelope *a, const struct envelope *b)
 	    strcmp(a->mail_from, b->mail_from) != 0 || a->body != b->body ||
 	    a->smtputf8 != b->smtputf8 || a->ret != b->ret ||
 	    strcmp(a->envid, b->envid) != 0 ||
-	    a->content_size != b->content_size || a->nrcpt != b->nrcpt)
+	    a->content_size != b->content_size || a->hold != b->hold ||
+	    a->attempts != b->attempts ||
+	    a->last_attempt != b->last_attempt ||
+	    a->next_attempt != b->next_attempt || a->nrcpt != b->nrcpt)
 		return false;
 	for (i = 0; i < a->nrcpt; i++) {
 		const struct env_rcpt *ra = &a->rcpt[i], *rb = &b->rcpt[i];
 		if (strcmp(ra->addr, rb->addr) != 0 ||
 		    ra->notify != rb->notify ||
 		    strcmp(ra->orcpt, rb->orcpt) != 0 ||
-		    ra->state != rb->state)
+		    ra->state != rb->state ||
+		    ra->delay_warned != rb->delay_warned ||
+		    !envelope_str_equal(ra->last_reply, rb->last_reply) ||
+		    !envelope_str_equal(ra->remote, rb->remote))
 			return false;
 	}
 	return true;
+}
+
+/* NULL and "" are the same: both are stored as nothing. */
+static bool
+envelope_str_equal(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
 /* ---- encoder ---- */
@@ -212,6 +243,51 @@ envelope_encode(const struct envelope *e, struct buf *out)
 		    r->state));
 	}
 	buf_addc(out, '\n');
+}
+
+/*
+ * A heap string bounded to max bytes: a longer one is cut at the last
+ * UTF-8 character boundary at or before max, so that the decoder (which
+ * refuses more than max) accepts what is written.
+ */
+static void
+envelope_put_bounded(struct buf *out, const char *s, size_t max)
+{
+	size_t n;
+
+	if (s == NULL)
+		return;
+	n = strlen(s);
+	if (n > max) {
+		n = max;
+		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+			n--;	/* s[n] continues a character cut in two */
+	}
+	envelope_put_text(out, s, n);
+}
+
+void
+envelope_state_encode(const struct envelope *e, struct buf *out)
+{
+	size_t i;
+
+	buf_adds(out, "id ");
+	envelope_put_text(out, e->id, sizeof(e->id));
+	buf_printf(out, "\nhold %d\nattempts %" PRIu32 "\nlast %" PRId64
+	    "\nnext %" PRId64 "\n", e->hold ? 1 : 0, e->attempts,
+	    e->last_attempt, e->next_attempt);
+	for (i = 0; i < e->nrcpt; i++) {
+		const struct env_rcpt *r = &e->rcpt[i];
+
+		buf_printf(out, "rcpt %zu state=%s warned=%d remote=", i,
+		    envelope_name(envelope_state_names,
+		    nitems(envelope_state_names), r->state),
+		    r->delay_warned ? 1 : 0);
+		envelope_put_bounded(out, r->remote, ENV_REMOTE_MAX);
+		buf_adds(out, " reply=");
+		envelope_put_bounded(out, r->last_reply, ENV_REPLY_MAX);
+		buf_addc(out, '\n');
+	}
 }
 
 /* ---- decoder ---- */
@@ -492,5 +568,140 @@ envelope_decode(const char *data, size_t len, struct envelope *e,
 	return 0;
 fail:
 	envelope_free(e);
+	return -1;
+}
+
+/* ---- STATE decoder ---- */
+
+/* The next line must be "key value": v is the value. */
+static bool
+envelope_get_line_value(struct env_span *in, const char *key,
+    struct env_span *v)
+{
+	if (!envelope_take_line(in, v))
+		return false;
+	return envelope_take_prefix(v, key) && envelope_take_prefix(v, " ");
+}
+
+/*
+ * "rcpt N state=S warned=W remote=R reply=P" (the "rcpt " already
+ * taken), N must be index.  remote and reply have room for
+ * ENV_REMOTE_MAX + 1 and ENV_REPLY_MAX + 1 bytes.
+ */
+static bool
+envelope_state_rcpt(struct env_span line, size_t index,
+    enum rcpt_state *state, bool *warned, char *remote, char *reply)
+{
+	struct env_span tok;
+	uint64_t u;
+	unsigned n;
+
+	if (!envelope_take_token(&line, &tok) ||
+	    !envelope_get_u64(tok, ENV_MAX_RCPT - 1, &u) || u != index)
+		return false;
+	if (!envelope_take_token(&line, &tok) ||
+	    !envelope_take_prefix(&tok, "state=") ||
+	    !envelope_get_name(tok, envelope_state_names,
+	    nitems(envelope_state_names), &n))
+		return false;
+	*state = (enum rcpt_state)n;
+	if (!envelope_take_token(&line, &tok) ||
+	    !envelope_take_prefix(&tok, "warned=") ||
+	    !envelope_get_u64(tok, 1, &u))
+		return false;
+	*warned = u == 1;
+	if (!envelope_take_token(&line, &tok) ||
+	    !envelope_take_prefix(&tok, "remote=") ||
+	    !envelope_get_text(tok, remote, ENV_REMOTE_MAX + 1))
+		return false;
+	return !envelope_take_token(&line, &tok) &&	/* the last one */
+	    envelope_take_prefix(&tok, "reply=") &&
+	    envelope_get_text(tok, reply, ENV_REPLY_MAX + 1);
+}
+
+/*
+ * Check a STATE payload whole: 0 with its id and number of recipient
+ * lines, or -1.  With apply (whose id and nrcpt the caller has checked
+ * against a first, checking walk), also set apply's delivery state.
+ */
+static int
+envelope_state_walk(const char *data, size_t len, char id[QUEUE_ID_LEN + 1],
+    size_t *nrcpt, struct envelope *apply)
+{
+	struct env_span in = { data, len }, v;
+	char remote[ENV_REMOTE_MAX + 1], reply[ENV_REPLY_MAX + 1];
+	enum rcpt_state state;
+	uint64_t hold, attempts;
+	bool warned;
+	int64_t last, next;
+	size_t n = 0;
+
+	if (data == NULL ||
+	    !envelope_get_line_value(&in, "id", &v) ||
+	    !envelope_get_text(v, id, QUEUE_ID_LEN + 1) ||
+	    !queue_id_valid(id) ||
+	    !envelope_get_line_value(&in, "hold", &v) ||
+	    !envelope_get_u64(v, 1, &hold) ||
+	    !envelope_get_line_value(&in, "attempts", &v) ||
+	    !envelope_get_u64(v, UINT32_MAX, &attempts) ||
+	    !envelope_get_line_value(&in, "last", &v) ||
+	    !envelope_get_i64(v, &last) ||
+	    !envelope_get_line_value(&in, "next", &v) ||
+	    !envelope_get_i64(v, &next))
+		goto fail;
+	if (apply != NULL) {
+		apply->hold = hold == 1;
+		apply->attempts = (uint32_t)attempts;
+		apply->last_attempt = last;
+		apply->next_attempt = next;
+	}
+	while (in.len > 0) {
+		if (n >= ENV_MAX_RCPT || !envelope_take_line(&in, &v) ||
+		    !envelope_take_prefix(&v, "rcpt ") ||
+		    !envelope_state_rcpt(v, n, &state, &warned, remote,
+		    reply))
+			goto fail;
+		if (apply != NULL) {
+			struct env_rcpt *dst = &apply->rcpt[n];
+
+			if (n >= apply->nrcpt)
+				fatalx("envelope %s: STATE walk past %zu "
+				    "recipients", apply->id, apply->nrcpt);
+			dst->state = state;
+			dst->delay_warned = warned;
+			free(dst->remote);
+			free(dst->last_reply);
+			dst->remote = remote[0] ? xstrdup(remote) : NULL;
+			dst->last_reply = reply[0] ? xstrdup(reply) : NULL;
+		}
+		n++;
+	}
+	*nrcpt = n;
+	return 0;
+fail:
+	return -1;
+}
+
+int
+envelope_state_check(const char *data, size_t len,
+    char id[QUEUE_ID_LEN + 1], size_t *nrcpt)
+{
+	return envelope_state_walk(data, len, id, nrcpt, NULL);
+}
+
+int
+envelope_state_decode(const char *data, size_t len, struct envelope *e)
+{
+	char id[QUEUE_ID_LEN + 1];
+	size_t n;
+
+	if (envelope_state_walk(data, len, id, &n, NULL) != 0 ||
+	    strcmp(id, e->id) != 0 || n != e->nrcpt)
+		goto fail;
+	/* checked whole: applying it cannot fail half way */
+	if (envelope_state_walk(data, len, id, &n, e) != 0)
+		fatalx("envelope %s: STATE payload changed under us", e->id);
+	return 0;
+fail:
 	return -1;
 }

@@ -6,9 +6,12 @@
  * MAIL parameters, and one entry per recipient with its RCPT parameters
  * and delivery state.  It is stored as text lines ("key value\n") so that
  * a human can read a spool record, and decoded by a strict, bounded parser
- * (a corrupted or hostile record is refused, never trusted).
+ * (a corrupted or hostile record is refused, never trusted).  The
+ * delivery state (hold, attempts, per-recipient state and last reply)
+ * changes after acceptance and has a codec of its own, the payload of the
+ * spool's STATE records.
  *
- * Fuzzed by tests/fuzz/fuzz_envelope.c.
+ * Fuzzed by tests/fuzz/fuzz_envelope.c and fuzz_envelope_state.c.
  */
 #ifndef OMBUD_ENVELOPE_H
 #define OMBUD_ENVELOPE_H
@@ -41,7 +44,8 @@ struct env_rcpt {
 	unsigned	notify;				/* SMTP_NOTIFY_* */
 	char		orcpt[SMTP_ORCPT_MAX + 1];
 	enum rcpt_state	state;
-	/* delivery state, from the message's latest STATE record: */
+	/* delivery state, from the message's latest STATE record (NULL
+	 * and "" mean the same: none; envelope_free frees them): */
 	char		*last_reply;	/* heap or NULL; "451 4.3.0 text" */
 	char		*remote;	/* heap or NULL; who said it */
 	bool		delay_warned;	/* a delay DSN went out */
@@ -73,12 +77,14 @@ struct envelope {
 };
 
 void envelope_init(struct envelope *e);
-void envelope_free(struct envelope *e);		/* frees rcpt, re-inits */
+/* Frees rcpt and the recipients' last_reply and remote, re-inits. */
+void envelope_free(struct envelope *e);
 /* Zeroed slot; more than ENV_MAX_RCPT recipients is a caller bug (fatal):
  * the decoder would refuse the record. */
 struct env_rcpt *envelope_add_rcpt(struct envelope *e);
 
-/* True if a and b hold the same envelope (every field, every recipient). */
+/* True if a and b hold the same envelope (every field, every recipient,
+ * the delivery state included; a NULL string equals ""). */
 bool envelope_equal(const struct envelope *a, const struct envelope *b);
 
 /*
@@ -116,5 +122,44 @@ void envelope_encode(const struct envelope *e, struct buf *out);
  */
 int envelope_decode(const char *data, size_t len, struct envelope *e,
     size_t *used);
+
+/*
+ * Append the delivery state of e to out (the payload of a spool STATE
+ * record; the MSG encoding above does not carry it): the id, then hold,
+ * attempts, last and next attempt, then one line per recipient, in
+ * recipient order, with its index:
+ *
+ *	id 018c2f6a4b1d3e9a0c11
+ *	hold 0
+ *	attempts 3
+ *	last 1700000000
+ *	next 1700000300
+ *	rcpt 0 state=deferred warned=0 remote=mx.example.net[192.0.2.1]:25 reply=451%204.3.0%20try%20later
+ *	rcpt 1 state=delivered warned=0 remote=mx.example.net[192.0.2.1]:25 reply=250%202.0.0%20ok
+ *
+ * No empty line at the end: the record's length frames it.  Text is
+ * escaped as in envelope_encode; a NULL or empty remote / last_reply is
+ * written as nothing ("remote= reply=").  A remote longer than
+ * ENV_REMOTE_MAX or a reply longer than ENV_REPLY_MAX bytes is cut at the
+ * last UTF-8 character boundary within the bound.
+ */
+void envelope_state_encode(const struct envelope *e, struct buf *out);
+
+/*
+ * Apply a STATE payload data[0..len) onto e, an envelope decoded from the
+ * message's MSG record: sets hold, attempts, last_attempt, next_attempt
+ * and every recipient's state, delay_warned, remote and last_reply.  The
+ * payload must be exactly what envelope_state_encode writes, for e's id
+ * and e->nrcpt recipients.  0, or -1 with e unchanged.
+ */
+int envelope_state_decode(const char *data, size_t len, struct envelope *e);
+
+/*
+ * Check a STATE payload without an envelope to apply it to (the spool's
+ * recovery): 0 with the id it names and its number of recipient lines,
+ * or -1 if envelope_state_decode would refuse it for any envelope.
+ */
+int envelope_state_check(const char *data, size_t len,
+    char id[QUEUE_ID_LEN + 1], size_t *nrcpt);
 
 #endif
