@@ -3,6 +3,7 @@
 #   make run    install build dependencies, build, set up ./var, serve
 #   make test   install test dependencies, build (ASan+UBSan), run all tests
 #   make bench  release build + bench/accept.sh (ombud vs Postfix)
+#   make bench-deliver  release build + bench/deliver.sh (end to end)
 #   make fuzz   libFuzzer builds of every parser (clang), a short run each
 #
 # Dependencies come from Debian 12's packages; apt-get runs only when a
@@ -16,9 +17,10 @@ PY        := /usr/bin/python3
 
 BUILD_PKGS := gcc meson ninja-build pkg-config libevent-dev libssl-dev libc-ares-dev \
 	libsodium-dev libjansson-dev zlib1g-dev libcmocka-dev openssl libcurl4-openssl-dev
-TEST_PKGS  := $(BUILD_PKGS) python3 swaks postfix strace dnsmasq-base clang libclang-rt-14-dev
+TEST_PKGS  := $(BUILD_PKGS) python3 swaks postfix strace dnsmasq-base clang libclang-rt-14-dev \
+	sasl2-bin libsasl2-modules libsasl2-modules-db
 
-.PHONY: all deps test-deps build release run test bench fuzz clean
+.PHONY: all deps test-deps build release run test bench bench-deliver fuzz clean
 
 all: build
 
@@ -64,6 +66,9 @@ test: test-deps build
 
 bench: test-deps release
 	bench/accept.sh $(RELEASE)/ombud
+
+bench-deliver: test-deps release
+	bench/deliver.sh $(RELEASE)/ombud
 
 $(FUZZBUILD)/build.ninja:
 	CC=clang meson setup $(FUZZBUILD) -Dbuildtype=debug -Dfuzz=true \
