@@ -1,8 +1,11 @@
 /*
  * cli_config.c - `ombud config check` validates a configuration the way
- * `serve` would load it (including TLS keys and credentials files) and
- * points at the file, line and key of the first error; `ombud config
- * keys` prints every knob with its default as a Markdown table.
+ * `serve` would load it (including TLS keys, CA files and credentials
+ * files) and points at the file, line and key of the first error;
+ * `ombud config keys` prints every knob with its default as a Markdown
+ * table.
+ *
+ * Must never: print a secret (routes' passwords and client secrets).
  */
 #include "cli/cli.h"
 #include "conf/conf.h"
@@ -11,6 +14,18 @@
 
 #include <stdio.h>
 #include <string.h>
+
+/* A CA file (route ca_file, oauth_ca_file) that OpenSSL can load. */
+static int
+config_check_ca(const char *ca_file, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = tls_client_ctx_new(ca_file, err, errlen);
+
+	if (ctx == NULL)
+		return -1;
+	SSL_CTX_free(ctx);
+	return 0;
+}
 
 static int
 config_check(const char *path)
@@ -46,6 +61,20 @@ config_check(const char *path)
 			goto out;
 		}
 		SSL_CTX_free(ctx);
+	}
+	for (size_t i = 0; i < c->nroutes; i++) {
+		const struct conf_route *r = &c->routes[i];
+		if (r->ca_file != NULL &&
+		    config_check_ca(r->ca_file, err, sizeof(err)) != 0) {
+			fprintf(stderr, "%s:%d: key 'ca_file': route '%s': "
+			    "%s\n", path, r->line, r->name, err);
+			goto out;
+		}
+	}
+	if (c->oauth_ca_file != NULL &&
+	    config_check_ca(c->oauth_ca_file, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s: key 'oauth_ca_file': %s\n", path, err);
+		goto out;
 	}
 	printf("config OK\n");
 	rc = 0;

@@ -4,25 +4,44 @@
  * The table below is the single definition of each key: name, section,
  * type, default and documentation.  Defaults are applied by parsing the
  * default text with the same code as a user's value, so a default can
- * never be something the parser would refuse.
+ * never be something the parser would refuse.  A second, smaller table
+ * says where the blocks of each section kind ([listener NAME],
+ * [route NAME]) live in struct conf.
+ *
+ * Must never: put the content of a secret file into an error message (or
+ * anywhere but the conf field it belongs to), free a secret without
+ * wiping it, or accept a secret file that group or others can read.
  */
 #include "conf/conf.h"
 #include "common/util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define CONF_FILE_MAX	(1024 * 1024)
 #define CONF_LINE_MAX	4096
+#define CONF_DNS_MAX	1024	/* bytes of dns_servers (dns.c's limit) */
+#define DAY		86400
 
 enum ktype { K_STR, K_U64, K_SIZE, K_DURATION, K_BOOL, K_LOGFMT, K_LOGLVL,
-	K_TLS, K_NETS };
-enum ksect { S_GLOBAL, S_LISTENER };
+	K_TLS, K_NETS,
+	K_RTLS,		/* enum route_tls; min..max: the values allowed */
+	K_DNS,		/* "127.0.0.1:5353,[::1]:53" */
+	K_ROUTEREF,	/* "mx" or the name of a [route] */
+	K_HOST,		/* host name or IP address ("[v6]" stored as "v6") */
+	K_URL,		/* https://, or http:// to a loopback host */
+	K_FILE,		/* path of a readable file */
+	K_SECRET,	/* path of a file; the field gets its content */
+};
+enum ksect { S_GLOBAL, S_LISTENER, S_ROUTE };
 
 struct kdef {
 	enum ksect	 sect;
@@ -38,6 +57,8 @@ struct kdef {
 	{ S_GLOBAL, k, t, offsetof(struct conf, f), d, doc, lo, hi }
 #define L(k, t, f, d, doc) \
 	{ S_LISTENER, k, t, offsetof(struct conf_listener, f), d, doc, 0, 0 }
+#define R(k, t, f, d, lo, hi, doc) \
+	{ S_ROUTE, k, t, offsetof(struct conf_route, f), d, doc, lo, hi }
 
 static const struct kdef keys[] = {
 	G("hostname", K_STR, hostname, NULL, 0, 0,
@@ -75,9 +96,9 @@ static const struct kdef keys[] = {
 	  "Concurrent SMTP sessions; more get 421 4.3.2 at connect."),
 	G("max_sessions_per_ip", K_U64, max_sessions_per_ip, "500", 1, 1000000,
 	  "Concurrent sessions from one client address."),
-	G("timeout_command", K_DURATION, timeout_command, "5m", 1, 86400,
-	  "Idle time waiting for a command (s, m, h suffixes)."),
-	G("timeout_data", K_DURATION, timeout_data, "10m", 1, 86400,
+	G("timeout_command", K_DURATION, timeout_command, "5m", 1, DAY,
+	  "Idle time waiting for a command (s, m, h, d suffixes)."),
+	G("timeout_data", K_DURATION, timeout_data, "10m", 1, DAY,
 	  "Idle time waiting for more message data."),
 	G("timeout_shutdown", K_DURATION, timeout_shutdown, "30s", 0, 3600,
 	  "On SIGTERM, how long sessions may finish their transaction."),
@@ -89,6 +110,57 @@ static const struct kdef keys[] = {
 	  "Microseconds the spool's commit thread waits, when woken from "
 	  "idle, for more messages to share one fdatasync (like "
 	  "PostgreSQL's commit_delay).  0 = flush at once."),
+	G("delivery", K_BOOL, delivery, "yes", 0, 0,
+	  "Deliver queued mail; no = accept and queue mail but deliver "
+	  "nothing."),
+	G("dns_servers", K_DNS, dns_servers, NULL, 0, 0,
+	  "Resolvers for MX and address lookups, e.g. "
+	  "127.0.0.1:5353,[::1]:53 (port 53 when omitted); default: those "
+	  "of /etc/resolv.conf."),
+	G("default_route", K_ROUTEREF, default_route, "mx", 0, 0,
+	  "Where mail goes: mx (straight to the MX hosts of each recipient "
+	  "domain) or the name of a [route] section."),
+	G("mx_port", K_U64, mx_port, "25", 1, 65535,
+	  "TCP port used for MX delivery (tests change it)."),
+	G("mx_tls", K_RTLS, mx_tls, "opportunistic", RTLS_NONE, RTLS_VERIFY,
+	  "TLS to MX hosts: none, opportunistic (STARTTLS when offered, "
+	  "unverified), required (STARTTLS, unverified) or verify (STARTTLS "
+	  "and a certificate valid for the MX host name)."),
+	G("retry_min", K_DURATION, retry_min, "5m", 1, 30 * DAY,
+	  "Delay before the first retry after a temporary failure; each "
+	  "later one doubles (with jitter) up to retry_max."),
+	G("retry_max", K_DURATION, retry_max, "1h", 1, 30 * DAY,
+	  "Longest delay between two delivery attempts (at least "
+	  "retry_min)."),
+	G("queue_lifetime", K_DURATION, queue_lifetime, "5d", 1, 365 * DAY,
+	  "How long a message is retried before it bounces to its sender."),
+	G("delay_warning", K_DURATION, delay_warning, "0", 0, 365 * DAY,
+	  "Warn the sender when a message has waited this long (shorter "
+	  "than queue_lifetime); 0 = never."),
+	G("dest_max_connections", K_U64, dest_max_connections, "10", 1, 1000,
+	  "Concurrent outbound connections to one destination."),
+	G("dest_rate", K_U64, dest_rate, "0", 0, 1000000,
+	  "Messages per second to one destination; 0 = unlimited."),
+	G("delivery_max_connections", K_U64, delivery_max_connections, "200",
+	  1, 100000, "Concurrent outbound connections in all."),
+	G("delivery_max_inflight", K_U64, delivery_max_inflight, "2000", 1,
+	  1000000, "Messages loaded in memory for delivery at once."),
+	G("conn_max_messages", K_U64, conn_max_messages, "100", 1, 100000,
+	  "Messages sent over one outbound connection before QUIT."),
+	G("conn_idle_timeout", K_DURATION, conn_idle_timeout, "5s", 0, 3600,
+	  "How long an idle outbound connection is kept for reuse; 0 = "
+	  "close it at once."),
+	G("delivery_timeout_connect", K_DURATION, delivery_timeout_connect,
+	  "30s", 1, 3600, "Time allowed to connect to a remote server."),
+	G("delivery_timeout_command", K_DURATION, delivery_timeout_command,
+	  "5m", 1, 3600, "Time allowed for the reply to an outbound SMTP "
+	  "command."),
+	G("delivery_timeout_data", K_DURATION, delivery_timeout_data, "10m",
+	  1, DAY, "Time allowed for the reply to the end of the message "
+	  "data."),
+	G("oauth_ca_file", K_STR, oauth_ca_file, NULL, 0, 0,
+	  "PEM CA file for the OAuth token endpoints (xoauth2_token_url); "
+	  "default: the system store."),
 	L("address", K_STR, address, NULL,
 	  "host:port or [ipv6]:port to listen on (required)."),
 	L("tls", K_TLS, tls, "none",
@@ -105,7 +177,76 @@ static const struct kdef keys[] = {
 	  "Client networks (CIDR, comma or space separated) that may submit "
 	  "without AUTH, like Postfix's mynetworks.  Everyone else must "
 	  "AUTH before MAIL."),
+	R("host", K_HOST, host, NULL, 0, 0,
+	  "Host name or IP address of the smart host (required)."),
+	R("port", K_U64, port, "587", 1, 65535,
+	  "TCP port of the smart host."),
+	R("tls", K_RTLS, tls, "verify", RTLS_NONE, RTLS_IMPLICIT,
+	  "none, opportunistic, required (STARTTLS, unverified), verify "
+	  "(STARTTLS and a certificate valid for host) or implicit (TLS "
+	  "from the first byte, verified; port 465)."),
+	R("ca_file", K_FILE, ca_file, NULL, 0, 0,
+	  "PEM CA file to verify the smart host with; default: the system "
+	  "store."),
+	R("auth_user", K_STR, auth_user, NULL, 0, 0,
+	  "User name for AUTH; not set: no AUTH.  AUTH is sent only inside "
+	  "TLS unless tls = none."),
+	R("auth_password_file", K_SECRET, auth_password, NULL, 0, 0,
+	  "File holding the password (read at load; mode 600; one trailing "
+	  "newline ignored); required with auth_user unless XOAUTH2 is "
+	  "used."),
+	R("xoauth2_token_url", K_URL, xoauth2_token_url, NULL, 0, 0,
+	  "OAuth 2.0 token endpoint (https://, or http:// to a loopback "
+	  "host); set: AUTH XOAUTH2 with a client-credentials token, which "
+	  "also needs xoauth2_client_id, xoauth2_secret_file and "
+	  "auth_user."),
+	R("xoauth2_client_id", K_STR, xoauth2_client_id, NULL, 0, 0,
+	  "OAuth client id."),
+	R("xoauth2_secret_file", K_SECRET, xoauth2_secret, NULL, 0, 0,
+	  "File holding the OAuth client secret (like auth_password_file)."),
+	R("xoauth2_scope", K_STR, xoauth2_scope, NULL, 0, 0,
+	  "OAuth scope to ask for; default: none."),
+	R("max_connections", K_U64, max_connections, "0", 0, 1000,
+	  "Concurrent connections to this smart host; 0 = "
+	  "dest_max_connections."),
 };
+
+static bool listener_name_ok(const char *name, const char **why);
+static bool route_name_ok(const char *name, const char **why);
+
+/* Where the blocks of each section kind live in struct conf. */
+struct sdef {
+	const char	*word;		/* "[word NAME]"; the docs' section */
+	size_t		 arr;		/* offsetof the array in struct conf */
+	size_t		 count;		/* offsetof its size_t count */
+	size_t		 size;		/* of one element */
+	size_t		 max;
+	size_t		 name;		/* offsetof char name[64] in one */
+	size_t		 line;		/* offsetof int line in one */
+	bool		(*name_ok)(const char *, const char **);
+};
+
+static const struct sdef sects[] = {	/* indexed by enum ksect */
+	[S_GLOBAL] = { "global", 0, 0, 0, 0, 0, 0, NULL },
+	[S_LISTENER] = { "listener", offsetof(struct conf, listeners),
+	    offsetof(struct conf, nlisteners), sizeof(struct conf_listener),
+	    CONF_MAX_LISTENERS, offsetof(struct conf_listener, name),
+	    offsetof(struct conf_listener, line), listener_name_ok },
+	[S_ROUTE] = { "route", offsetof(struct conf, routes),
+	    offsetof(struct conf, nroutes), sizeof(struct conf_route),
+	    CONF_MAX_ROUTES, offsetof(struct conf_route, name),
+	    offsetof(struct conf_route, line), route_name_ok },
+};
+
+#define SECT_NAME_MAX	64
+_Static_assert(sizeof(((struct conf_listener *)0)->name) == SECT_NAME_MAX,
+    "listener name size");
+_Static_assert(sizeof(((struct conf_route *)0)->name) == SECT_NAME_MAX,
+    "route name size");
+
+static const char *const rtls_names[] = { "none", "opportunistic",
+    "required", "verify", "implicit" };
+_Static_assert(nitems(rtls_names) == RTLS_IMPLICIT + 1, "rtls_names");
 
 struct perr {
 	char		*err;
@@ -141,8 +282,7 @@ conf_keydocs(const struct conf_keydoc **out)
 	static struct conf_keydoc docs[nitems(keys)];
 
 	for (size_t i = 0; i < nitems(keys); i++) {
-		docs[i].section = keys[i].sect == S_GLOBAL ? "global" :
-		    "listener";
+		docs[i].section = sects[keys[i].sect].word;
 		docs[i].key = keys[i].key;
 		docs[i].def = keys[i].def;
 		docs[i].doc = keys[i].doc;
@@ -314,22 +454,410 @@ parse_nets(const char *v, struct conf_listener *l)
 	return 0;
 }
 
-/* Set one key in obj (a struct conf or struct conf_listener). */
+/* "5d", "1h", "30s": the largest unit that divides n. */
+static void
+fmt_duration(uint64_t n, char *out, size_t outlen)
+{
+	if (n != 0 && n % DAY == 0)
+		snprintf(out, outlen, "%llud", (unsigned long long)(n / DAY));
+	else if (n != 0 && n % 3600 == 0)
+		snprintf(out, outlen, "%lluh", (unsigned long long)(n / 3600));
+	else if (n != 0 && n % 60 == 0)
+		snprintf(out, outlen, "%llum", (unsigned long long)(n / 60));
+	else
+		snprintf(out, outlen, "%llus", (unsigned long long)n);
+}
+
+static void
+fmt_bound(const struct kdef *k, uint64_t n, char *out, size_t outlen)
+{
+	if (k->type == K_DURATION)
+		fmt_duration(n, out, outlen);
+	else
+		snprintf(out, outlen, "%llu", (unsigned long long)n);
+}
+
+static bool
+is_alnum(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+	    (ch >= '0' && ch <= '9');
+}
+
+static bool
+listener_name_ok(const char *name, const char **why)
+{
+	*why = "1 to 63 characters";
+	return name[0] != '\0' && strlen(name) < SECT_NAME_MAX;
+}
+
+static bool
+route_name_ok(const char *name, const char **why)
+{
+	size_t n = strlen(name);
+
+	*why = "1 to 63 of A-Z a-z 0-9 _ . -";
+	if (n == 0 || n >= SECT_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!is_alnum(name[i]) && strchr("_.-", name[i]) == NULL)
+			return false;
+	*why = "mx is reserved (default_route = mx: MX delivery)";
+	return strcmp(name, "mx") != 0;
+}
+
+/* LDH labels of 1..63, 253 in all, the last one not all digits. */
+static bool
+hostname_ok(const char *s, size_t len)
+{
+	size_t lab = 0;
+	bool digits = true;
+
+	if (len == 0 || len > 253)
+		return false;
+	for (size_t i = 0; i <= len; i++) {
+		char ch = i < len ? s[i] : '.';
+		if (ch == '.') {
+			if (lab == 0 || s[i - 1] == '-')
+				return false;
+			if (i == len)
+				return !digits;
+			lab = 0;
+			digits = true;
+			continue;
+		}
+		if ((!is_alnum(ch) && ch != '-') || (lab == 0 && ch == '-') ||
+		    ++lab > 63)
+			return false;
+		if (ch < '0' || ch > '9')
+			digits = false;
+	}
+	return false;
+}
+
+/* s[0..len) is an address of family af (v6 bracketed or not). */
+static bool
+ip_literal(const char *s, size_t len, int af)
+{
+	char tmp[INET6_ADDRSTRLEN + 2];
+	uint8_t a[16];
+
+	if (af == AF_INET6 && len > 2 && s[0] == '[' && s[len - 1] == ']') {
+		s++;
+		len -= 2;
+	}
+	if (len == 0 || len >= sizeof(tmp))
+		return false;
+	memcpy(tmp, s, len);
+	tmp[len] = '\0';
+	return inet_pton(af, tmp, a) == 1;
+}
+
+static bool
+port_ok(const char *s, size_t len)
+{
+	uint64_t n = 0;
+
+	if (len == 0 || len > 5)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		n = n * 10 + (uint64_t)(s[i] - '0');
+	}
+	return n >= 1 && n <= 65535;
+}
+
+/* One resolver: ipv4, ipv4:port, ipv6, [ipv6] or [ipv6]:port. */
+static bool
+dns_server_ok(const char *s, size_t len)
+{
+	const char *rb, *colon;
+
+	if (len > 0 && s[0] == '[') {
+		rb = memchr(s, ']', len);
+		if (rb == NULL)
+			return false;
+		if ((size_t)(rb - s) + 1 == len)
+			return ip_literal(s, len, AF_INET6);
+		return rb[1] == ':' && ip_literal(s, (size_t)(rb - s) + 1,
+		    AF_INET6) && port_ok(rb + 2, len - (size_t)(rb - s) - 2);
+	}
+	if (ip_literal(s, len, AF_INET6))
+		return true;
+	colon = memchr(s, ':', len);
+	if (colon == NULL)
+		return ip_literal(s, len, AF_INET);
+	return ip_literal(s, (size_t)(colon - s), AF_INET) &&
+	    port_ok(colon + 1, len - (size_t)(colon - s) - 1);
+}
+
+static bool
+dns_servers_ok(const char *v)
+{
+	size_t n;
+
+	if (strlen(v) > CONF_DNS_MAX)
+		return false;
+	for (;;) {
+		n = strcspn(v, ",");
+		if (!dns_server_ok(v, n))
+			return false;
+		if (v[n] == '\0')
+			return true;
+		v += n + 1;
+	}
+}
+
+static bool
+loopback(const char *h, size_t len)
+{
+	uint8_t a[4];
+	char tmp[INET_ADDRSTRLEN];
+
+	if ((len == 9 && ascii_strncasecmp(h, "localhost", 9) == 0) ||
+	    (len == 5 && memcmp(h, "[::1]", 5) == 0))
+		return true;
+	if (len >= sizeof(tmp))
+		return false;
+	memcpy(tmp, h, len);
+	tmp[len] = '\0';
+	return inet_pton(AF_INET, tmp, a) == 1 && a[0] == 127;
+}
+
+/* NULL if v is an acceptable token endpoint, else why not. */
+static const char *
+url_problem(const char *v)
+{
+	const char *h, *rb;
+	size_t alen, hlen;
+	bool tls;
+
+	for (const char *p = v; *p; p++)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f)
+			return "contains white space or control characters";
+	if (ascii_strncasecmp(v, "https://", 8) == 0)
+		h = v + 8, tls = true;
+	else if (ascii_strncasecmp(v, "http://", 7) == 0)
+		h = v + 7, tls = false;
+	else
+		return "must start with https:// (or http:// to a loopback "
+		    "host)";
+	alen = strcspn(h, "/?#");
+	if (memchr(h, '@', alen) != NULL)
+		return "must not contain user@ or user:password@";
+	if (alen > 0 && h[0] == '[') {
+		rb = memchr(h, ']', alen);
+		hlen = rb ? (size_t)(rb - h) + 1 : 0;
+		if (rb == NULL || !ip_literal(h, hlen, AF_INET6))
+			return "has a bad host";
+	} else {
+		hlen = strcspn(h, ":/?#");
+		if (!ip_literal(h, hlen, AF_INET) && !hostname_ok(h, hlen))
+			return "has a bad host";
+	}
+	if (hlen < alen && (h[hlen] != ':' ||
+	    !port_ok(h + hlen + 1, alen - hlen - 1)))
+		return "has a bad port";
+	if (!tls && !loopback(h, hlen))
+		return "uses http:// to a host that is not loopback (127.x, "
+		    "localhost, [::1]): use https://";
+	return NULL;
+}
+
+/* Opens path for reading, a regular file; -1 with why. */
+static int
+file_open(const char *path, struct stat *st, char *why, size_t whylen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+	if (fd == -1) {
+		snprintf(why, whylen, "cannot open '%s': %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
+		snprintf(why, whylen, "'%s' is not a regular file", path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * The content of the secret file path, less one trailing "\n" or "\r\n",
+ * into *out.  why never quotes the content.
+ */
+static int
+secret_read(const char *path, char **out, char *why, size_t whylen)
+{
+	const size_t cap = CONF_SECRET_MAX + 2;
+	char *buf = NULL;
+	struct stat st;
+	size_t n = 0, len;
+	ssize_t r;
+	int fd;
+
+	if ((fd = file_open(path, &st, why, whylen)) == -1)
+		return -1;
+	if ((st.st_mode & 077) != 0) {
+		snprintf(why, whylen, "'%s' must not be readable by group or "
+		    "others (chmod 600)", path);
+		goto fail;
+	}
+	buf = xmalloc(cap);
+	while (n <= CONF_SECRET_MAX) {
+		r = read(fd, buf + n, CONF_SECRET_MAX + 1 - n);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1) {
+			snprintf(why, whylen, "cannot read '%s': %s", path,
+			    strerror(errno));
+			goto fail;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	if (n > CONF_SECRET_MAX) {
+		snprintf(why, whylen, "'%s' is larger than %d bytes", path,
+		    CONF_SECRET_MAX);
+		goto fail;
+	}
+	len = n;
+	if (len > 0 && buf[len - 1] == '\n')
+		len--;
+	if (len > 0 && len < n && buf[len - 1] == '\r')
+		len--;
+	if (len == 0) {
+		snprintf(why, whylen, "'%s' is empty", path);
+		goto fail;
+	}
+	if (memchr(buf, '\0', len) != NULL) {
+		snprintf(why, whylen, "'%s' contains a NUL byte", path);
+		goto fail;
+	}
+	sodium_memzero(buf + len, n - len);
+	buf[len] = '\0';
+	close(fd);
+	*out = buf;
+	return 0;
+fail:
+	if (buf != NULL) {
+		sodium_memzero(buf, cap);
+		free(buf);
+	}
+	close(fd);
+	return -1;
+}
+
+/* Checks a text value of type k->type; *out gets what the field holds. */
+static int
+str_value(const struct kdef *k, const char *v, char **out, char *why,
+    size_t whylen)
+{
+	const char *r = NULL, *rwhy;
+	struct stat st;
+	size_t len = strlen(v);
+	int fd;
+
+	switch (k->type) {
+	case K_DNS:
+		if (!dns_servers_ok(v))
+			r = "is not a list of DNS server addresses (e.g. "
+			    "127.0.0.1:5353,[::1]:53)";
+		break;
+	case K_ROUTEREF:
+		if (strcmp(v, "mx") != 0 && !route_name_ok(v, &rwhy))
+			r = "is not mx or a route name";
+		break;
+	case K_HOST:
+		if (len > 2 && v[0] == '[' && ip_literal(v, len, AF_INET6)) {
+			*out = xstrndup(v + 1, len - 2);
+			return 0;
+		}
+		if (!ip_literal(v, len, AF_INET) &&
+		    !ip_literal(v, len, AF_INET6) && !hostname_ok(v, len))
+			r = "is not a host name or IP address";
+		break;
+	case K_URL:
+		r = url_problem(v);
+		break;
+	case K_FILE:
+		if ((fd = file_open(v, &st, why, whylen)) == -1)
+			return -1;
+		close(fd);
+		break;
+	case K_SECRET:
+		return secret_read(v, out, why, whylen);
+	default:
+		break;
+	}
+	if (r != NULL) {
+		snprintf(why, whylen, "'%s' %s", v, r);
+		return -1;
+	}
+	*out = xstrdup(v);
+	return 0;
+}
+
+/* k->type is held in a heap string; K_SECRET ones must be wiped. */
+static bool
+ktype_string(enum ktype t)
+{
+	switch (t) {
+	case K_STR: case K_DNS: case K_ROUTEREF: case K_HOST: case K_URL:
+	case K_FILE: case K_SECRET:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static int
+set_rtls(const struct kdef *k, void *field, const char *v, struct perr *pe,
+    int line)
+{
+	char list[128] = "";
+
+	for (uint64_t i = k->min; i <= k->max; i++) {
+		if (strcmp(v, rtls_names[i]) == 0) {
+			*(enum route_tls *)field = (enum route_tls)i;
+			return 0;
+		}
+		snprintf(list + strlen(list), sizeof(list) - strlen(list),
+		    "%s%s", i == k->min ? "" : i == k->max ? " or " : ", ",
+		    rtls_names[i]);
+	}
+	return perr_set(pe, line, k->key, "'%s' is not %s%s", v, list,
+	    k->max < RTLS_IMPLICIT && strcmp(v, "implicit") == 0 ?
+	    " (implicit TLS is for a [route])" : "");
+}
+
+/* Set one key in obj (a struct conf, conf_listener or conf_route). */
 static int
 set_key(const struct kdef *k, void *obj, const char *v, struct perr *pe,
     int line)
 {
 	char *field = (char *)obj + k->off;
+	char why[512], lo[32], hi[32], *s;
+	char **slot = (char **)(void *)field;
 	uint64_t n;
 	bool b;
 
-	switch (k->type) {
-	case K_STR:
+	if (ktype_string(k->type)) {
 		if (*v == '\0')
 			return perr_set(pe, line, k->key, "empty value");
-		free(*(char **)(void *)field);
-		*(char **)(void *)field = xstrdup(v);
+		if (str_value(k, v, &s, why, sizeof(why)) != 0)
+			return perr_set(pe, line, k->key, "%s", why);
+		if (k->type == K_SECRET)
+			free_secret(*slot);
+		else
+			free(*slot);
+		*slot = s;
 		return 0;
+	}
+	switch (k->type) {
 	case K_U64:
 	case K_SIZE:
 	case K_DURATION:
@@ -337,12 +865,13 @@ set_key(const struct kdef *k, void *obj, const char *v, struct perr *pe,
 			return perr_set(pe, line, k->key,
 			    "'%s' is not a valid %s", v, k->type == K_SIZE ?
 			    "size (e.g. 25M)" : k->type == K_DURATION ?
-			    "duration (e.g. 30s, 5m)" : "number");
-		if (k->max && (n < k->min || n > k->max))
+			    "duration (e.g. 30s, 5m, 5d)" : "number");
+		if (k->max && (n < k->min || n > k->max)) {
+			fmt_bound(k, k->min, lo, sizeof(lo));
+			fmt_bound(k, k->max, hi, sizeof(hi));
 			return perr_set(pe, line, k->key,
-			    "%s is out of range %llu..%llu", v,
-			    (unsigned long long)k->min,
-			    (unsigned long long)k->max);
+			    "%s is out of range %s..%s", v, lo, hi);
+		}
 		*(uint64_t *)(void *)field = n;
 		return 0;
 	case K_BOOL:
@@ -378,6 +907,8 @@ set_key(const struct kdef *k, void *obj, const char *v, struct perr *pe,
 			return perr_set(pe, line, k->key,
 			    "'%s' is not none, starttls or implicit", v);
 		return 0;
+	case K_RTLS:
+		return set_rtls(k, field, v, pe, line);
 	case K_NETS:
 		if (parse_nets(v, (struct conf_listener *)obj) != 0)
 			return perr_set(pe, line, k->key,
@@ -385,6 +916,8 @@ set_key(const struct kdef *k, void *obj, const char *v, struct perr *pe,
 			    "127.0.0.0/8, ::1/128), at most %d", v,
 			    CONF_MAX_NETS);
 		return 0;
+	default:
+		break;
 	}
 	fatalx("conf: unknown key type");
 }
@@ -414,6 +947,32 @@ find_key(enum ksect sect, const char *key)
 	return NULL;
 }
 
+/* For "unknown key": where key would have been valid, or "". */
+static void
+unknown_hint(enum ksect cur, const char *key, char *out, size_t outlen)
+{
+	char where[64] = "";
+
+	out[0] = '\0';
+	if (cur != S_GLOBAL && find_key(S_GLOBAL, key) != NULL) {
+		snprintf(out, outlen, " in a %s section (it is global: move "
+		    "it above the first section)", sects[cur].word);
+		return;
+	}
+	for (size_t i = S_LISTENER; i < nitems(sects); i++)
+		if (i != cur && find_key((enum ksect)i, key) != NULL)
+			snprintf(where + strlen(where), sizeof(where) -
+			    strlen(where), "%s[%s]", where[0] ? " or " : "",
+			    sects[i].word);
+	if (where[0] == '\0')
+		return;
+	if (cur == S_GLOBAL)
+		snprintf(out, outlen, " outside a %s section", where);
+	else
+		snprintf(out, outlen, " in a %s section (it belongs in a %s "
+		    "section)", sects[cur].word, where);
+}
+
 static char *
 trim(char *s)
 {
@@ -425,6 +984,65 @@ trim(char *s)
 	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
 		*--e = '\0';
 	return s;
+}
+
+static char *
+sect_elem(struct conf *c, const struct sdef *sd, size_t i)
+{
+	return (char *)c + sd->arr + i * sd->size;
+}
+
+/*
+ * s is a trimmed line starting with '['.  Opens a new block of its kind
+ * (defaults applied) and returns it, its kind in *sect; NULL on error.
+ */
+static void *
+section_open(struct conf *c, char *s, int lineno, struct perr *pe,
+    enum ksect *sect)
+{
+	const struct sdef *sd = NULL;
+	char *rb = strchr(s, ']'), *name, *e;
+	const char *why;
+	size_t *n, wl = 0;
+
+	if (rb != NULL && *trim(rb + 1) == '\0') {
+		*rb = '\0';
+		for (size_t i = S_LISTENER; i < nitems(sects) && !sd; i++) {
+			wl = strlen(sects[i].word);
+			if (strncmp(s + 1, sects[i].word, wl) == 0 &&
+			    (s[1 + wl] == ' ' || s[1 + wl] == '\t'))
+				sd = &sects[i];
+		}
+	}
+	if (sd == NULL) {
+		perr_set(pe, lineno, NULL, "bad section header (expected "
+		    "[listener NAME] or [route NAME])");
+		return NULL;
+	}
+	name = trim(s + 1 + wl);
+	if (!sd->name_ok(name, &why)) {
+		perr_set(pe, lineno, NULL, "bad %s name '%s': %s", sd->word,
+		    name, why);
+		return NULL;
+	}
+	n = (size_t *)(void *)((char *)c + sd->count);
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp(sect_elem(c, sd, i) + sd->name, name) == 0) {
+			perr_set(pe, lineno, NULL, "duplicate %s '%s'",
+			    sd->word, name);
+			return NULL;
+		}
+	if (*n == sd->max) {
+		perr_set(pe, lineno, NULL, "too many %ss (max %zu)",
+		    sd->word, sd->max);
+		return NULL;
+	}
+	e = sect_elem(c, sd, (*n)++);
+	apply_defaults(e, (enum ksect)(sd - sects));
+	strcpy(e + sd->name, name);
+	*(int *)(void *)(e + sd->line) = lineno;
+	*sect = (enum ksect)(sd - sects);
+	return e;
 }
 
 static int
@@ -464,14 +1082,100 @@ check_listener(struct conf *c, struct conf_listener *l, struct perr *pe)
 	return 0;
 }
 
+static int
+check_route(const struct conf_route *r, struct perr *pe)
+{
+	const char *missing;
+
+	if (r->host == NULL)
+		return perr_set(pe, r->line, "host", "route '%s' has no host",
+		    r->name);
+	if (r->xoauth2_token_url || r->xoauth2_client_id ||
+	    r->xoauth2_secret || r->xoauth2_scope) {
+		missing = !r->xoauth2_token_url ? "xoauth2_token_url" :
+		    !r->xoauth2_client_id ? "xoauth2_client_id" :
+		    !r->xoauth2_secret ? "xoauth2_secret_file" :
+		    !r->auth_user ? "auth_user" : NULL;
+		if (missing != NULL)
+			return perr_set(pe, r->line, missing, "route '%s' "
+			    "uses XOAUTH2 but has no %s", r->name, missing);
+		if (r->auth_password != NULL)
+			return perr_set(pe, r->line, "auth_password_file",
+			    "route '%s' uses XOAUTH2: it takes no "
+			    "auth_password_file", r->name);
+		return 0;
+	}
+	if (r->auth_user != NULL && r->auth_password == NULL)
+		return perr_set(pe, r->line, "auth_password_file", "route "
+		    "'%s' has auth_user but no auth_password_file (or "
+		    "xoauth2_*)", r->name);
+	if (r->auth_user == NULL && r->auth_password != NULL)
+		return perr_set(pe, r->line, "auth_user", "route '%s' has "
+		    "auth_password_file but no auth_user", r->name);
+	return 0;
+}
+
+/* The line where the global key was set, 0 if it was not. */
+static int
+gline(const int *glines, const char *key)
+{
+	return glines[find_key(S_GLOBAL, key) - keys];
+}
+
+/*
+ * Of two global keys that must agree, the one set last in the file (its
+ * line in *line; 0 if neither was set).
+ */
+static const char *
+later_key(const int *glines, const char *a, const char *b, int *line)
+{
+	int la = gline(glines, a), lb = gline(glines, b);
+
+	*line = la > lb ? la : lb;
+	return la > lb ? a : b;
+}
+
+static int
+check_global(const struct conf *c, const int *glines, struct perr *pe)
+{
+	char a[32], b[32];
+	const char *key;
+	int line;
+
+	if (c->retry_max < c->retry_min) {
+		key = later_key(glines, "retry_min", "retry_max", &line);
+		fmt_duration(c->retry_max, a, sizeof(a));
+		fmt_duration(c->retry_min, b, sizeof(b));
+		return perr_set(pe, line, key, "retry_max (%s) is shorter "
+		    "than retry_min (%s)", a, b);
+	}
+	if (c->delay_warning != 0 && c->delay_warning >= c->queue_lifetime) {
+		key = later_key(glines, "delay_warning", "queue_lifetime",
+		    &line);
+		fmt_duration(c->delay_warning, a, sizeof(a));
+		fmt_duration(c->queue_lifetime, b, sizeof(b));
+		return perr_set(pe, line, key, "delay_warning (%s) must be "
+		    "shorter than queue_lifetime (%s)", a, b);
+	}
+	if (strcmp(c->default_route, "mx") != 0 &&
+	    conf_route_find(c, c->default_route) == NULL) {
+		return perr_set(pe, gline(glines, "default_route"),
+		    "default_route", "there is no "
+		    "[route %s] section", c->default_route);
+	}
+	return 0;
+}
+
 struct conf *
 conf_parse(const char *name, const char *text, size_t len, char *err,
     size_t errlen)
 {
 	struct conf *c = xcalloc(1, sizeof(*c));
 	struct perr pe = { err, errlen, name };
-	struct conf_listener *cur = NULL;
-	char line[CONF_LINE_MAX + 1];
+	enum ksect sect = S_GLOBAL;
+	void *cur = c;
+	int glines[nitems(keys)] = { 0 };
+	char line[CONF_LINE_MAX + 1], hint[160];
 	size_t pos = 0;
 	int lineno = 0;
 
@@ -499,37 +1203,9 @@ conf_parse(const char *name, const char *text, size_t len, char *err,
 		if (*s == '\0' || *s == '#')
 			continue;
 		if (*s == '[') {
-			char *rb = strchr(s, ']');
-			if (rb == NULL || *trim(rb + 1) != '\0' ||
-			    strncmp(s, "[listener ", 10) != 0) {
-				perr_set(&pe, lineno, NULL, "bad section "
-				    "header (expected [listener NAME])");
+			if ((cur = section_open(c, s, lineno, &pe, &sect)) ==
+			    NULL)
 				goto fail;
-			}
-			*rb = '\0';
-			key = trim(s + 10);
-			if (*key == '\0' || strlen(key) >=
-			    sizeof(cur->name)) {
-				perr_set(&pe, lineno, NULL,
-				    "bad listener name");
-				goto fail;
-			}
-			for (size_t i = 0; i < c->nlisteners; i++)
-				if (!strcmp(c->listeners[i].name, key)) {
-					perr_set(&pe, lineno, NULL,
-					    "duplicate listener '%s'", key);
-					goto fail;
-				}
-			if (c->nlisteners == CONF_MAX_LISTENERS) {
-				perr_set(&pe, lineno, NULL,
-				    "too many listeners (max %d)",
-				    CONF_MAX_LISTENERS);
-				goto fail;
-			}
-			cur = &c->listeners[c->nlisteners++];
-			apply_defaults(cur, S_LISTENER);
-			strcpy(cur->name, key);
-			cur->line = lineno;
 			continue;
 		}
 		eq = strchr(s, '=');
@@ -541,18 +1217,16 @@ conf_parse(const char *name, const char *text, size_t len, char *err,
 		*eq = '\0';
 		key = trim(s);
 		val = trim(eq + 1);
-		k = find_key(cur ? S_LISTENER : S_GLOBAL, key);
+		k = find_key(sect, key);
 		if (k == NULL) {
-			perr_set(&pe, lineno, key, "unknown key%s",
-			    find_key(cur ? S_GLOBAL : S_LISTENER, key) ?
-			    (cur ? " in a listener section (it is global: "
-			    "move it above the first [listener])" :
-			    " outside a [listener] section") : "");
+			unknown_hint(sect, key, hint, sizeof(hint));
+			perr_set(&pe, lineno, key, "unknown key%s", hint);
 			goto fail;
 		}
-		if (set_key(k, cur ? (void *)cur : (void *)c, val, &pe,
-		    lineno) != 0)
+		if (set_key(k, cur, val, &pe, lineno) != 0)
 			goto fail;
+		if (sect == S_GLOBAL)
+			glines[k - keys] = lineno;
 	}
 	if (c->hostname == NULL) {
 		char hn[256];
@@ -568,6 +1242,11 @@ conf_parse(const char *name, const char *text, size_t len, char *err,
 	for (size_t i = 0; i < c->nlisteners; i++)
 		if (check_listener(c, &c->listeners[i], &pe) != 0)
 			goto fail;
+	for (size_t i = 0; i < c->nroutes; i++)
+		if (check_route(&c->routes[i], &pe) != 0)
+			goto fail;
+	if (check_global(c, glines, &pe) != 0)
+		goto fail;
 	return c;
 fail:
 	conf_free(c);
@@ -607,9 +1286,15 @@ fail:
 static void
 free_strings(void *obj, enum ksect sect)
 {
-	for (size_t i = 0; i < nitems(keys); i++)
-		if (keys[i].sect == sect && keys[i].type == K_STR)
-			free(*(char **)(void *)((char *)obj + keys[i].off));
+	for (size_t i = 0; i < nitems(keys); i++) {
+		char **slot = (char **)(void *)((char *)obj + keys[i].off);
+		if (keys[i].sect != sect || !ktype_string(keys[i].type))
+			continue;
+		if (keys[i].type == K_SECRET)
+			free_secret(*slot);
+		else
+			free(*slot);
+	}
 }
 
 void
@@ -617,9 +1302,22 @@ conf_free(struct conf *c)
 {
 	if (c == NULL)
 		return;
-	for (size_t i = 0; i < c->nlisteners; i++)
-		free_strings(&c->listeners[i], S_LISTENER);
+	for (size_t s = S_LISTENER; s < nitems(sects); s++) {
+		size_t n = *(size_t *)(void *)((char *)c + sects[s].count);
+		for (size_t i = 0; i < n; i++)
+			free_strings(sect_elem(c, &sects[s], i),
+			    (enum ksect)s);
+	}
 	free_strings(c, S_GLOBAL);
 	free(c->path);
 	free(c);
+}
+
+const struct conf_route *
+conf_route_find(const struct conf *c, const char *name)
+{
+	for (size_t i = 0; i < c->nroutes; i++)
+		if (strcmp(c->routes[i].name, name) == 0)
+			return &c->routes[i];
+	return NULL;
 }
