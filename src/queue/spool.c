@@ -10,7 +10,7 @@
  * its payload, all integers little-endian and encoded byte by byte:
  *
  *	0  magic	"OMB1"
- *	4  type		u8: 1 MSG, 2 DEL, 3 RCPT and 4 HOLD are reserved
+ *	4  type		u8: 1 MSG, 2 DEL, 3 STATE; 4 is reserved
  *	5  reserved	3 bytes, written as zero
  *	8  length	u32, payload bytes, at most SPOOL_PAYLOAD_MAX
  *	12 crc		u32, zlib crc32 of bytes 4..11 (type, reserved,
@@ -18,9 +18,14 @@
  *
  * MSG: envelope_encode() text, then the content (the envelope's size
  * field says how long; it must match).  DEL: the 20-character queue id.
- * Readers skip a well-formed record of a type they do not know, or with
- * non-zero reserved bytes, with a warning; that is not corruption.  The
- * CRC covers the reserved bytes too, so a flipped flag is detected.
+ * STATE: envelope_state_encode() text, the delivery state of a message
+ * (hold, attempts, last and next attempt, per recipient its state,
+ * delay-warned flag, remote and last reply); the latest STATE of a live
+ * message wins over the MSG record's recipient states and over earlier
+ * STATEs, which are dead from then on.  Readers skip a well-formed record
+ * of a type they do not know, or with non-zero reserved bytes, with a
+ * warning; that is not corruption.  The CRC covers the reserved bytes
+ * too, so a flipped flag is detected.
  *
  * Writer (event loop thread only): spool_submit appends header, envelope
  * and content with one pwritev(2) at the active segment's end.  A failed
@@ -48,23 +53,39 @@
  * appended to the next segment (best effort), so a message whose client
  * was told 4xx is not resurrected at the next start.
  *
- * spool_delete appends a DEL record and waits until it is durable (the
- * commit thread syncs it in its next round, or it is synced directly in
- * offline mode).  Offline mode (no event_base): no thread; submit and
- * delete fdatasync before returning and callbacks run before return.
+ * spool_update (a STATE record) and spool_remove (a DEL record) are
+ * group-committed exactly like spool_submit: one pwritev on the loop
+ * thread, the callback once the commit thread's fdatasync covered it;
+ * they never wait for a disk flush in server mode.  The index changes at
+ * once: an update is the latest state for spool_load and compaction
+ * before it is durable (and its commit keeps the segment of the STATE it
+ * supersedes until then), a removed message is gone from the index at
+ * once.  spool_delete appends a DEL record and waits until it is durable
+ * (the commit thread syncs it in its next round, or it is synced directly
+ * in offline mode).  Offline mode (no event_base): no thread; submit,
+ * update, remove and delete fdatasync before returning and callbacks run
+ * before return.
  *
- * Index: a hash table of live messages (id -> segment, offset, length,
- * recipients), kept in acceptance order, and a live count per segment.
- * Garbage collection unlinks the oldest segment when it is not the
- * active one, holds no live message, nothing of it is waiting for
- * fdatasync and no commit handle points to it.  Only the oldest: a DEL
- * record in segment N may be all that keeps a message of segment M < N
- * deleted.  The directory is fsynced after each unlink so that a crash
- * cannot undo an older unlink while keeping a newer one.
+ * Index: a hash table of live messages (id -> where its MSG record and
+ * its latest STATE record are: segment, offset, length; recipients),
+ * kept in acceptance order; per segment the list and count of the live
+ * records in it (MSG records of live messages, latest STATE records;
+ * superseded STATEs, DELs and deleted messages are dead).  Garbage
+ * collection unlinks the oldest segment when it is not the active one,
+ * holds no live record, nothing of it is waiting for fdatasync and no
+ * commit handle points to it.  Only the oldest: a DEL record in segment
+ * N may be all that keeps a message of segment M < N deleted, and a STATE
+ * in N all that supersedes one in M.  The directory is fsynced after each
+ * unlink so that a crash cannot undo an older unlink while keeping a
+ * newer one.  spool_load reads a message through the index with pread
+ * (MSG, then the latest STATE applied, both CRC-checked).
  *
  * Recovery (spool_open) reads every segment in numeric order with the
  * same record reader as spool_scan: MSG adds to the index (a second MSG
- * with a live id moves it: compaction), DEL removes.  A
+ * with a live id moves it: compaction; its latest STATE stays where it
+ * is), STATE becomes the latest state of a live message whose recipient
+ * count it matches (a STATE for an unknown or deleted id is ignored; a
+ * malformed one is ignored with a warning), DEL removes.  A
  * record with bad magic, bad CRC or running past the end of the file
  * ends that segment (a warning gives the segment, offset and ignored
  * bytes): nothing after it was ever acknowledged, since an
@@ -74,31 +95,40 @@
  * vanish), closed, and never appended to again: new records go to a new
  * segment.  Records are read with pread into one reused buffer; a large
  * message is streamed through the CRC in chunks, keeping only its
- * envelope.
+ * envelope (STATE records are kept whole and checked).
  *
- * spool_scan and spool_read_content load the index the same way without
- * the lock and without writing.  A record being appended concurrently
- * looks torn and is not seen yet; a segment unlinked between listing and
- * opening held nothing live; segments created meanwhile are picked up by
- * listing the directory again.
+ * spool_scan, spool_read and spool_read_content load the index the same
+ * way without the lock and without writing, then read through it like
+ * spool_load.  A record being appended concurrently looks torn and is not
+ * seen yet; a segment unlinked between listing and opening held nothing
+ * live; segments created meanwhile are picked up by listing the
+ * directory again.  A message whose STATE segment was collected after
+ * the index was read (a newer STATE superseded it meanwhile) is shown
+ * without its state rather than not at all.
  *
  * Compaction (an addition to the original design): through the GC rule a
  * single message that stays queued for days would pin its segment and
  * every newer one.  So when the oldest segment is at least 3/4 dead and
  * others follow it, the server copies its live records to the end of the
- * log as new MSG records, a few MiB per step, riding the group commit;
- * when a copy is durable the index points at it, and once the last one
- * moved the segment is collected.  Recovery treats a second MSG record
- * with a live id as a move.  A moved message keeps its place in the
- * acceptance order until the next restart, which orders it by the copy.
+ * log, a few MiB per step, riding the group commit: a MSG record with the
+ * message's latest STATE right after it (wherever that STATE was), a
+ * STATE whose MSG is elsewhere alone.  When a copy is durable the index
+ * points at it, unless a newer STATE superseded the one copied meanwhile
+ * (the newer one comes later in the log, so it also wins at recovery);
+ * once the last record moved the segment is collected.  Recovery treats a
+ * second MSG record with a live id as a move.  A moved message keeps its
+ * place in the acceptance order until the next restart, which orders it
+ * by the copy.
  *
  * What it must never do: call a commit callback before the record, the
  * file size and the segment's directory entry are on stable storage;
  * append to a segment after a failed write it could not undo, after a
  * failed fdatasync, or after recovery found it (possibly torn); unlink a
- * segment whose DEL records may still be needed; trust a length read
- * from disk before bounding it; call fdatasync from more than one thread
- * on a segment.
+ * segment whose DEL records may still be needed, or that holds a live
+ * message's MSG or latest STATE record; trust a length read from disk
+ * before bounding it; call fdatasync from more than one thread on a
+ * segment, or from the loop thread in server mode for an update or a
+ * remove; let a MSG or STATE record eat the reserve kept for DELs.
  */
 #include "queue/spool.h"
 
@@ -136,11 +166,11 @@
 enum spool_rec_type {
 	SPOOL_REC_MSG = 1,
 	SPOOL_REC_DEL = 2,
-	SPOOL_REC_RCPT = 3,	/* reserved: per-recipient state */
-	SPOOL_REC_HOLD = 4,	/* reserved: hold / release */
+	SPOOL_REC_STATE = 3,	/* delivery state; 4 is reserved */
 };
 
 TAILQ_HEAD(spool_ents, spool_ent);
+TAILQ_HEAD(spool_locs, spool_loc);
 
 struct spool_seg {
 	uint64_t		 num;
@@ -152,23 +182,38 @@ struct spool_seg {
 	bool			 sealed;	/* no more appends (mtx) */
 	bool			 failed;	/* fdatasync failed (mtx) */
 	bool			 syncing;	/* thread has the fd (mtx) */
-	size_t			 live;		/* entries here (loop) */
+	size_t			 live;		/* live records here (loop) */
 	uint64_t		 live_bytes;	/* their bytes (loop) */
-	struct spool_ents	 ents;		/* those entries (loop) */
+	struct spool_locs	 locs;		/* those records (loop) */
 	size_t			 ncommits;	/* handles to it (loop) */
 	TAILQ_ENTRY(spool_seg)	 entry;		/* (mtx) */
 };
 TAILQ_HEAD(spool_segs, spool_seg);
 
-struct spool_ent {
-	char			 id[QUEUE_ID_LEN + 1];
-	struct spool_seg	*seg;
+/* Where a live record is: a message's MSG record or its latest STATE. */
+struct spool_loc {
+	struct spool_seg	*seg;		/* NULL: none (no STATE yet) */
 	uint64_t		 off;		/* of the record header */
 	uint32_t		 len;		/* payload length */
+	uint8_t			 type;		/* SPOOL_REC_MSG or _STATE */
+	struct spool_ent	*ent;		/* whose record it is */
+	TAILQ_ENTRY(spool_loc)	 seg_entry;	/* in seg->locs */
+};
+
+struct spool_ent {
+	char			 id[QUEUE_ID_LEN + 1];
+	struct spool_loc	 msg;		/* always placed */
+	struct spool_loc	 st;		/* latest STATE, if any */
 	uint32_t		 nrcpt;
 	struct spool_ent	*hnext;		/* hash chain */
 	TAILQ_ENTRY(spool_ent)	 entry;		/* acceptance order */
-	TAILQ_ENTRY(spool_ent)	 seg_entry;	/* in seg->ents */
+};
+
+enum spool_commit_kind {
+	SPOOL_C_MSG = 0,	/* spool_submit */
+	SPOOL_C_STATE,		/* spool_update */
+	SPOOL_C_DEL,		/* spool_remove */
+	SPOOL_C_RELOC,		/* compaction copy of a MSG or STATE */
 };
 
 struct spool_commit {
@@ -179,10 +224,14 @@ struct spool_commit {
 	int			 err;
 	char			 id[QUEUE_ID_LEN + 1];
 	struct spool_commit	*next;
-	/* compaction: the record is a copy of the one at (from, from_off);
-	   once durable the index moves to (seg, off) */
-	bool			 reloc;
-	struct spool_seg	*from;		/* holds a ncommits reference */
+	enum spool_commit_kind	 kind;
+	/* a segment kept until the record is durable (ncommits reference):
+	   SPOOL_C_STATE the one of the STATE record it supersedes,
+	   SPOOL_C_RELOC the one it copies */
+	struct spool_seg	*from;
+	/* SPOOL_C_RELOC: the record is a copy of the one of type at
+	   (from, from_off); once durable the index moves to (seg, off) */
+	uint8_t			 type;
 	uint64_t		 from_off;
 	uint64_t		 off;
 	uint32_t		 len;
@@ -210,7 +259,6 @@ struct spool {
 	size_t			 nsegs;
 
 	/* compaction (loop thread) */
-	struct spool_reader	*crd;		/* reads the segment emptied */
 	size_t			 nreloc;	/* copies not yet durable */
 	uint64_t		 compact_skip;	/* segment found unreadable */
 
@@ -286,13 +334,16 @@ static struct spool_ent *spool_index_find(const struct spool *sp,
     const char *id);
 static struct spool_ent *spool_index_add(struct spool *sp, const char *id);
 static void spool_index_remove(struct spool *sp, struct spool_ent *ent);
-static void spool_index_unplace(struct spool_ent *ent);
-static void spool_index_place(struct spool_ent *ent, struct spool_seg *seg,
-    uint64_t off, uint32_t len, size_t nrcpt);
+static void spool_loc_unplace(struct spool_loc *loc);
+static void spool_loc_place(struct spool_loc *loc, struct spool_seg *seg,
+    uint64_t off, uint32_t len);
 static struct spool *spool_new(const char *dir, bool readonly);
 static void spool_free(struct spool *sp);
 static void spool_reader_init(struct spool_reader *rd, int fd);
 static void spool_reader_free(struct spool_reader *rd);
+static void spool_reader_done(struct spool_reader *rd);
+static int spool_reader_seg(struct spool *sp, struct spool_reader *rd,
+    uint64_t num);
 static bool spool_rec_env_end(const struct buf *b, size_t from);
 static enum spool_rd spool_read_record(struct spool_reader *rd, bool whole,
     struct spool_rec *rec);
@@ -313,13 +364,20 @@ static struct spool_seg *spool_append(struct spool *sp, uint8_t type,
 static void spool_sync_all(struct spool *sp);
 static int spool_wait_durable(struct spool *sp, struct spool_seg *seg,
     uint64_t end);
+static struct spool_seg *spool_append_del(struct spool *sp, const char *id,
+    uint64_t *endp);
 static void spool_forget(struct spool *sp, const char *id,
     struct spool_seg *seg);
+static void spool_settle(struct spool *sp, struct spool_commit *c);
 static void spool_process(struct spool *sp);
 static void spool_relocated(struct spool *sp, struct spool_commit *c);
+static int spool_copy(struct spool *sp, struct spool_reader *rd,
+    struct spool_loc *loc, uint64_t *budget);
 static void spool_compact(struct spool *sp);
 static struct spool_commit *spool_commit_new(struct spool *sp,
     struct spool_seg *seg, uint64_t end, const char *id);
+static struct spool_commit *spool_commit_start(struct spool *sp,
+    struct spool_commit *c);
 static void spool_close_fds(struct spool *sp);
 static void spool_gc(struct spool *sp);
 static void spool_reserve_make(struct spool *sp);
@@ -327,9 +385,11 @@ static bool spool_reserve_release(struct spool *sp);
 static void spool_event_cb(evutil_socket_t fd, short what, void *arg);
 static void *spool_commit_main(void *arg);
 static int spool_load_readonly(const char *dir, struct spool **out);
-static int spool_ent_read(struct spool *sp, const struct spool_ent *ent,
-    struct spool_reader *rd, bool whole, struct spool_rec *rec,
-    struct envelope *e, size_t *used);
+static int spool_loc_read(struct spool *sp, const struct spool_loc *loc,
+    struct spool_reader *rd, bool whole, struct spool_rec *rec);
+static int spool_ent_load(struct spool *sp, const struct spool_ent *ent,
+    struct spool_reader *rdm, struct spool_reader *rds, struct envelope *e,
+    struct buf *content);
 
 /* ---- encoding and small I/O helpers ---- */
 
@@ -504,6 +564,10 @@ spool_index_add(struct spool *sp, const char *id)
 	ent = xcalloc(1, sizeof(*ent));
 	memcpy(ent->id, id, QUEUE_ID_LEN);
 	ent->id[QUEUE_ID_LEN] = '\0';
+	ent->msg.type = SPOOL_REC_MSG;
+	ent->msg.ent = ent;
+	ent->st.type = SPOOL_REC_STATE;
+	ent->st.ent = ent;
 	b = &sp->buckets[spool_hash(id) & (sp->nbuckets - 1)];
 	ent->hnext = *b;
 	*b = ent;
@@ -526,41 +590,41 @@ spool_index_remove(struct spool *sp, struct spool_ent *ent)
 	}
 	*pp = ent->hnext;
 	TAILQ_REMOVE(&sp->order, ent, entry);
-	spool_index_unplace(ent);
+	spool_loc_unplace(&ent->msg);
+	spool_loc_unplace(&ent->st);
 	sp->count--;
 	free(ent);
 }
 
-/* Take ent out of its segment's live set. */
+/* Take a record out of its segment's live set (it is dead now). */
 static void
-spool_index_unplace(struct spool_ent *ent)
+spool_loc_unplace(struct spool_loc *loc)
 {
-	struct spool_seg *seg = ent->seg;
+	struct spool_seg *seg = loc->seg;
 
 	if (seg == NULL)
 		return;
-	if (seg->live == 0 || seg->live_bytes < SPOOL_HDR_LEN + ent->len)
+	if (seg->live == 0 || seg->live_bytes < SPOOL_HDR_LEN + loc->len)
 		fatalx("spool: live count of segment %" PRIu64 " underflows",
 		    seg->num);
 	seg->live--;
-	seg->live_bytes -= SPOOL_HDR_LEN + ent->len;
-	TAILQ_REMOVE(&seg->ents, ent, seg_entry);
-	ent->seg = NULL;
+	seg->live_bytes -= SPOOL_HDR_LEN + loc->len;
+	TAILQ_REMOVE(&seg->locs, loc, seg_entry);
+	loc->seg = NULL;
 }
 
-/* Point ent at a record (moving it between segments' live sets). */
+/* Point loc at a record (moving it between segments' live sets). */
 static void
-spool_index_place(struct spool_ent *ent, struct spool_seg *seg,
-    uint64_t off, uint32_t len, size_t nrcpt)
+spool_loc_place(struct spool_loc *loc, struct spool_seg *seg, uint64_t off,
+    uint32_t len)
 {
-	spool_index_unplace(ent);
-	ent->seg = seg;
+	spool_loc_unplace(loc);
+	loc->seg = seg;
 	seg->live++;
 	seg->live_bytes += SPOOL_HDR_LEN + (uint64_t)len;
-	TAILQ_INSERT_TAIL(&seg->ents, ent, seg_entry);
-	ent->off = off;
-	ent->len = len;
-	ent->nrcpt = (uint32_t)nrcpt;
+	TAILQ_INSERT_TAIL(&seg->locs, loc, seg_entry);
+	loc->off = off;
+	loc->len = len;
 }
 
 /* ---- object lifetime ---- */
@@ -616,12 +680,6 @@ spool_free(struct spool *sp)
 		sp->cfree = c->next;
 		free(c);
 	}
-	if (sp->crd) {
-		if (sp->crd->fd >= 0)
-			close(sp->crd->fd);
-		spool_reader_free(sp->crd);
-		free(sp->crd);
-	}
 	if (sp->ev)
 		event_free(sp->ev);
 	if (sp->segdirfd >= 0)
@@ -657,6 +715,36 @@ spool_reader_free(struct spool_reader *rd)
 	rd->chunk = NULL;
 }
 
+/* spool_reader_free for a reader that opened its own segments. */
+static void
+spool_reader_done(struct spool_reader *rd)
+{
+	int err = errno;
+
+	if (rd->fd >= 0)
+		close(rd->fd);
+	rd->fd = -1;
+	spool_reader_free(rd);
+	errno = err;
+}
+
+/* Have rd read segment num, opening it read-only unless it already
+ * does.  0, or -1 with errno (ENOENT: collected). */
+static int
+spool_reader_seg(struct spool *sp, struct spool_reader *rd, uint64_t num)
+{
+	char name[SPOOL_SEG_NAME_LEN + 1];
+
+	if (rd->fd >= 0 && rd->segnum == num)
+		return 0;
+	if (rd->fd >= 0)
+		close(rd->fd);
+	rd->segnum = num;
+	spool_seg_name(name, num);
+	rd->fd = openat(sp->segdirfd, name, SPOOL_OPEN_RO);
+	return rd->fd < 0 ? -1 : 0;
+}
+
 /* Does b hold a whole envelope (up to its empty line)?  New bytes
  * start at from. */
 static bool
@@ -672,9 +760,9 @@ spool_rec_env_end(const struct buf *b, size_t from)
 
 /*
  * Read the record at rd->off and verify it.  With whole, rec->data holds
- * the entire payload; otherwise at least the envelope of a MSG record
- * and the first chunk of any other.  Memory: the kept bytes plus one
- * chunk, whatever the record length says.
+ * the entire payload; otherwise at least the envelope of a MSG record,
+ * all of a STATE record and the first chunk of any other.  Memory: the
+ * kept bytes plus one chunk, whatever the record length says.
  */
 static enum spool_rd
 spool_read_record(struct spool_reader *rd, bool whole, struct spool_rec *rec)
@@ -721,7 +809,8 @@ spool_read_record(struct spool_reader *rd, bool whole, struct spool_rec *rec)
 			continue;
 		rd->data.len += n;
 		rd->data.data[rd->data.len] = '\0';
-		if (!whole && (hdr[4] != SPOOL_REC_MSG ||
+		if (!whole && hdr[4] != SPOOL_REC_STATE &&
+		    (hdr[4] != SPOOL_REC_MSG ||
 		    spool_rec_env_end(&rd->data, before)))
 			keep = false;
 	}
@@ -751,7 +840,11 @@ spool_rec_envelope(const struct spool_rec *rec, struct envelope *e,
 	return 0;
 }
 
-/* Apply one verified record to the index. */
+/*
+ * Apply one verified record to the index: MSG adds (or moves), STATE
+ * becomes the latest state of a live message (ignored otherwise), DEL
+ * removes.
+ */
 static void
 spool_apply(struct spool *sp, struct spool_seg *seg, const char *segname,
     const struct spool_rec *rec, size_t *unknown)
@@ -759,10 +852,10 @@ spool_apply(struct spool *sp, struct spool_seg *seg, const char *segname,
 	struct spool_ent *ent;
 	struct envelope e;
 	char id[QUEUE_ID_LEN + 1];
-	size_t used;
+	size_t used, nrcpt;
 
 	if (rec->reserved_set || (rec->type != SPOOL_REC_MSG &&
-	    rec->type != SPOOL_REC_DEL)) {
+	    rec->type != SPOOL_REC_DEL && rec->type != SPOOL_REC_STATE)) {
 		if ((*unknown)++ == 0)
 			log_warnx("spool %s: segment %s: skipping record of "
 			    "unknown type %u at offset %" PRIu64
@@ -781,11 +874,25 @@ spool_apply(struct spool *sp, struct spool_seg *seg, const char *segname,
 			spool_index_remove(sp, ent);
 		return;
 	}
+	if (rec->type == SPOOL_REC_STATE) {
+		if (rec->have != rec->len || envelope_state_check(rec->data,
+		    rec->len, id, &nrcpt) != 0)
+			goto bad;
+		if ((ent = spool_index_find(sp, id)) == NULL)
+			return;		/* deleted, or never accepted */
+		if (nrcpt != ent->nrcpt)
+			goto bad;
+		spool_loc_place(&ent->st, seg, rec->off, rec->len);
+		return;
+	}
 	if (spool_rec_envelope(rec, &e, &used) != 0)
 		goto bad;
 	if ((ent = spool_index_find(sp, e.id)) == NULL)
 		ent = spool_index_add(sp, e.id);
-	spool_index_place(ent, seg, rec->off, rec->len, e.nrcpt);
+	/* a second MSG for a live id is a compaction copy: the message
+	   moves, its latest STATE stays where it is */
+	spool_loc_place(&ent->msg, seg, rec->off, rec->len);
+	ent->nrcpt = (uint32_t)e.nrcpt;
 	envelope_free(&e);
 	return;
 bad:
@@ -956,7 +1063,7 @@ spool_seg_link(struct spool *sp, uint64_t num, int fd)
 
 	seg->num = num;
 	seg->fd = fd;
-	TAILQ_INIT(&seg->ents);
+	TAILQ_INIT(&seg->locs);
 	pthread_mutex_lock(&sp->mtx);
 	TAILQ_INSERT_TAIL(&sp->segs, seg, entry);
 	sp->nsegs++;
@@ -1043,7 +1150,7 @@ spool_append(struct spool *sp, uint8_t type, const struct iovec *pay,
 		return NULL;
 	}
 	if ((seg = spool_writable(sp, SPOOL_HDR_LEN + len)) == NULL &&
-	    (errno != ENOSPC || type == SPOOL_REC_MSG ||
+	    (errno != ENOSPC || type != SPOOL_REC_DEL ||
 	    !spool_reserve_release(sp) ||
 	    (seg = spool_writable(sp, SPOOL_HDR_LEN + len)) == NULL))
 		return NULL;
@@ -1062,7 +1169,7 @@ spool_append(struct spool *sp, uint8_t type, const struct iovec *pay,
 
 	off = seg->end;		/* only this thread changes it */
 	err = spool_pwritev_all(seg->fd, iov, npay + 1, off);
-	if (err == ENOSPC && type != SPOOL_REC_MSG &&
+	if (err == ENOSPC && type == SPOOL_REC_DEL &&
 	    spool_reserve_release(sp)) {
 		/* a DEL must get through on a full disk: it is how space
 		 * is freed; the reserve exists for exactly this */
@@ -1142,6 +1249,19 @@ spool_wait_durable(struct spool *sp, struct spool_seg *seg, uint64_t end)
 	return err;
 }
 
+/* Append a DEL record for id (not waiting for it); its segment, or NULL
+ * with errno.  DEL records may use the reserve on a full disk. */
+static struct spool_seg *
+spool_append_del(struct spool *sp, const char *id, uint64_t *endp)
+{
+	struct iovec iov;
+	uint64_t off;
+
+	iov.iov_base = (void *)id;
+	iov.iov_len = QUEUE_ID_LEN;
+	return spool_append(sp, SPOOL_REC_DEL, &iov, 1, &off, endp);
+}
+
 /*
  * The MSG record of id in seg failed: drop it from the index and append
  * a DEL record elsewhere, so that if the failed write reaches the disk
@@ -1151,17 +1271,52 @@ static void
 spool_forget(struct spool *sp, const char *id, struct spool_seg *seg)
 {
 	struct spool_ent *ent = spool_index_find(sp, id);
-	struct iovec iov;
-	uint64_t off, end;
+	uint64_t end;
 
-	if (ent == NULL || ent->seg != seg)
+	if (ent == NULL || ent->msg.seg != seg)
 		return;
 	spool_index_remove(sp, ent);
-	iov.iov_base = (void *)id;
-	iov.iov_len = QUEUE_ID_LEN;
-	if (spool_append(sp, SPOOL_REC_DEL, &iov, 1, &off, &end) == NULL)
+	if (spool_append_del(sp, id, &end) == NULL)
 		log_warn("spool %s: cannot record failed message %s as "
 		    "deleted", sp->dir, id);
+}
+
+/* A commit is durable (c->err == 0) or failed: act on it. */
+static void
+spool_settle(struct spool *sp, struct spool_commit *c)
+{
+	uint64_t end;
+
+	if (c->kind == SPOOL_C_RELOC) {
+		spool_relocated(sp, c);
+		return;
+	}
+	if (c->err == 0) {
+		atomic_fetch_add(&sp->n_commits, 1);
+		return;
+	}
+	atomic_fetch_add(&sp->n_commit_errors, 1);
+	switch (c->kind) {
+	case SPOOL_C_MSG:
+		spool_forget(sp, c->id, c->seg);
+		break;
+	case SPOOL_C_STATE:
+		/* the index keeps pointing at it: the caller was told and
+		   writes the state again (into a healthy segment) */
+		errno = c->err;
+		log_warn("spool %s: state of %s not durable", sp->dir,
+		    c->id);
+		break;
+	case SPOOL_C_DEL:
+		/* the message left the index already; a second DEL in a
+		   new segment keeps it from coming back (best effort) */
+		if (spool_append_del(sp, c->id, &end) == NULL)
+			log_warn("spool %s: cannot record removed message %s "
+			    "as deleted", sp->dir, c->id);
+		break;
+	case SPOOL_C_RELOC:
+		break;
+	}
 }
 
 /* Run the callbacks of every commit that is now durable or failed. */
@@ -1194,14 +1349,10 @@ spool_process(struct spool *sp)
 		int err = c->err;
 
 		ready = c->next;
-		if (c->reloc)
-			spool_relocated(sp, c);
-		else if (err != 0) {
-			atomic_fetch_add(&sp->n_commit_errors, 1);
-			spool_forget(sp, c->id, c->seg);
-		} else
-			atomic_fetch_add(&sp->n_commits, 1);
+		spool_settle(sp, c);
 		c->seg->ncommits--;
+		if (c->from != NULL)
+			c->from->ncommits--;
 		c->next = sp->cfree;
 		sp->cfree = c;
 		sp->ncfree++;
@@ -1223,36 +1374,81 @@ static void
 spool_relocated(struct spool *sp, struct spool_commit *c)
 {
 	struct spool_ent *ent = spool_index_find(sp, c->id);
+	struct spool_loc *loc;
 
 	sp->nreloc--;
-	c->from->ncommits--;
-	/* deleted meanwhile, or the copy failed: the original stays */
-	if (c->err == 0 && ent != NULL && ent->seg == c->from &&
-	    ent->off == c->from_off) {
-		spool_index_place(ent, c->seg, c->off, c->len, ent->nrcpt);
+	if (c->err != 0 || ent == NULL)
+		return;		/* the copy failed, or deleted meanwhile */
+	loc = c->type == SPOOL_REC_MSG ? &ent->msg : &ent->st;
+	/* a STATE superseded meanwhile stays dead, and so does its copy */
+	if (loc->seg != c->from || loc->off != c->from_off)
+		return;
+	spool_loc_place(loc, c->seg, c->off, c->len);
+	if (c->type == SPOOL_REC_MSG)
 		atomic_fetch_add(&sp->n_relocated, 1);
+}
+
+/*
+ * Copy the live record loc to the end of the log for compaction (rd
+ * reads it); the index moves when the copy is durable.  0, or -1 if this
+ * compaction step has to stop.
+ */
+static int
+spool_copy(struct spool *sp, struct spool_reader *rd, struct spool_loc *loc,
+    uint64_t *budget)
+{
+	struct spool_commit *c;
+	struct spool_seg *to;
+	struct spool_rec rec;
+	struct iovec iov;
+	uint64_t off, end;
+
+	if (spool_loc_read(sp, loc, rd, true, &rec) != 0) {
+		log_warn("spool %s: compaction: record of %s at offset %"
+		    PRIu64 " of segment %" PRIu64 " unreadable, leaving "
+		    "segment %" PRIu64, sp->dir, loc->ent->id, loc->off,
+		    loc->seg->num, TAILQ_FIRST(&sp->segs)->num);
+		sp->compact_skip = TAILQ_FIRST(&sp->segs)->num;
+		return -1;
 	}
+	iov.iov_base = (void *)rec.data;
+	iov.iov_len = rec.len;
+	if ((to = spool_append(sp, loc->type, &iov, 1, &off, &end)) == NULL) {
+		log_warn("spool %s: compaction: copy %s", sp->dir,
+		    loc->ent->id);
+		return -1;		/* tried again later */
+	}
+	c = spool_commit_new(sp, to, end, loc->ent->id);
+	c->kind = SPOOL_C_RELOC;
+	c->type = loc->type;
+	c->from = loc->seg;
+	c->from_off = loc->off;
+	c->off = off;
+	c->len = rec.len;
+	loc->seg->ncommits++;
+	sp->nreloc++;
+	*budget -= *budget < rec.len ? *budget : rec.len;
+	return 0;
 }
 
 /*
  * Compaction: when the oldest segment is mostly dead but still holds a
- * few live messages, it pins every newer segment (the GC rule).  Copy
- * its live records, a batch at a time, to the end of the log as new MSG
- * records (recovery treats a second MSG with a live id as a move); once
- * a copy is durable the index points at it, and when the last one moved
- * the segment is collected.  Server mode only: the copies ride the group
+ * few live records, it pins every newer segment (the GC rule).  Copy
+ * them, a batch at a time, to the end of the log (recovery treats a
+ * second MSG with a live id as a move, and a later STATE wins anyway); a
+ * message's MSG is copied with its latest STATE right after it, wherever
+ * that is, and a STATE whose MSG lives elsewhere alone.  Once a copy is
+ * durable the index points at it, and when the last one moved the
+ * segment is collected.  Server mode only: the copies ride the group
  * commit like any message.
  */
 static void
 spool_compact(struct spool *sp)
 {
-	struct spool_seg *seg = TAILQ_FIRST(&sp->segs), *to;
-	struct spool_ent *ent, *next;
-	struct spool_rec rec;
-	struct spool_commit *c;
-	struct iovec iov;
-	uint64_t off, end, budget = SPOOL_COMPACT_BATCH;
-	char name[SPOOL_SEG_NAME_LEN + 1];
+	struct spool_seg *seg = TAILQ_FIRST(&sp->segs);
+	struct spool_loc *loc, *next;
+	struct spool_reader rd, rds;
+	uint64_t budget = SPOOL_COMPACT_BATCH;
 	bool clean;
 
 	if (!sp->thread_started || sp->nreloc > 0 || seg == NULL ||
@@ -1264,54 +1460,24 @@ spool_compact(struct spool *sp)
 	/* only a settled segment that is at least 3/4 dead */
 	if (!clean || seg->ncommits > 0 || seg->live_bytes > seg->end / 4)
 		return;
-	if (sp->crd == NULL) {
-		sp->crd = xmalloc(sizeof(*sp->crd));
-		spool_reader_init(sp->crd, -1);
+	spool_reader_init(&rd, -1);		/* seg */
+	spool_reader_init(&rds, -1);		/* STATEs elsewhere */
+	/* nothing moves in seg->locs until a copy is durable */
+	for (loc = TAILQ_FIRST(&seg->locs); loc != NULL && budget > 0;
+	    loc = next) {
+		struct spool_ent *ent = loc->ent;
+
+		next = TAILQ_NEXT(loc, seg_entry);
+		if (loc->type == SPOOL_REC_STATE && ent->msg.seg == seg)
+			continue;	/* goes right after its MSG */
+		if (spool_copy(sp, &rd, loc, &budget) != 0)
+			break;
+		if (loc->type == SPOOL_REC_MSG && ent->st.seg != NULL &&
+		    spool_copy(sp, &rds, &ent->st, &budget) != 0)
+			break;
 	}
-	if (sp->crd->fd < 0 || sp->crd->segnum != seg->num) {
-		if (sp->crd->fd >= 0)
-			close(sp->crd->fd);
-		sp->crd->segnum = seg->num;
-		spool_seg_name(name, seg->num);
-		sp->crd->fd = openat(sp->segdirfd, name, SPOOL_OPEN_RO);
-		if (sp->crd->fd < 0) {
-			log_warn("spool %s: compaction: open %s", sp->dir,
-			    name);
-			sp->compact_skip = seg->num;
-			return;
-		}
-	}
-	for (ent = TAILQ_FIRST(&seg->ents); ent != NULL && budget > 0;
-	    ent = next) {
-		next = TAILQ_NEXT(ent, seg_entry);
-		sp->crd->off = ent->off;
-		if (spool_read_record(sp->crd, true, &rec) != SPOOL_RD_OK ||
-		    rec.type != SPOOL_REC_MSG || rec.len != ent->len) {
-			log_warnx("spool %s: compaction: record of %s at "
-			    "offset %" PRIu64 " of segment %" PRIu64
-			    " unreadable, leaving the segment", sp->dir,
-			    ent->id, ent->off, seg->num);
-			sp->compact_skip = seg->num;
-			return;
-		}
-		iov.iov_base = (void *)rec.data;
-		iov.iov_len = rec.len;
-		if ((to = spool_append(sp, SPOOL_REC_MSG, &iov, 1, &off,
-		    &end)) == NULL) {
-			log_warn("spool %s: compaction: copy %s", sp->dir,
-			    ent->id);
-			return;		/* tried again later */
-		}
-		c = spool_commit_new(sp, to, end, ent->id);
-		c->reloc = true;
-		c->from = seg;
-		c->from_off = ent->off;
-		c->off = off;
-		c->len = rec.len;
-		seg->ncommits++;
-		sp->nreloc++;
-		budget -= budget < rec.len ? budget : rec.len;
-	}
+	spool_reader_done(&rd);
+	spool_reader_done(&rds);
 }
 
 /* Close the fds of sealed segments that need no more fdatasync. */
@@ -1338,13 +1504,15 @@ spool_close_fds(struct spool *sp)
 	pthread_mutex_unlock(&sp->mtx);
 }
 
-/* Unlink the oldest segments while they hold nothing needed. */
 /*
  * The reserve: SPOOL_RESERVE bytes held by dir/reserve, given back when a
- * DEL (or another small non-message record) finds the disk full, so that
- * an operator can always free space with `ombud queue delete`.  Messages
- * never use it: on a full disk they get 452 4.3.1 and the client keeps
- * them.  Made again once segments were removed.
+ * DEL record (spool_delete, spool_remove, or the DEL of a failed commit)
+ * finds the disk full, so that an operator can always free space with
+ * `ombud queue delete` and the scheduler can drop delivered messages.
+ * MSG and STATE records never use it: on a full disk a message gets
+ * 452 4.3.1 and the client keeps it, a STATE append fails with ENOSPC
+ * and the scheduler keeps the state in memory.  Made again once segments
+ * were removed.
  */
 static void
 spool_reserve_make(struct spool *sp)
@@ -1381,6 +1549,7 @@ spool_reserve_release(struct spool *sp)
 	return true;
 }
 
+/* Unlink the oldest segments while they hold nothing needed. */
 static void
 spool_gc(struct spool *sp)
 {
@@ -1697,17 +1866,26 @@ spool_submit(struct spool *sp, const struct envelope *e,
 	    NULL)
 		return NULL;
 	ent = spool_index_add(sp, e->id);
-	spool_index_place(ent, seg, off, (uint32_t)(end - off - SPOOL_HDR_LEN),
-	    e->nrcpt);
+	spool_loc_place(&ent->msg, seg, off,
+	    (uint32_t)(end - off - SPOOL_HDR_LEN));
+	ent->nrcpt = (uint32_t)e->nrcpt;
 	c = spool_commit_new(sp, seg, end, e->id);
+	c->kind = SPOOL_C_MSG;
 	c->cb = cb;
 	c->arg = arg;
-	if (!sp->thread_started) {
-		spool_sync_all(sp);
-		spool_process(sp);
-		return &spool_offline_done;
-	}
-	return c;
+	return spool_commit_start(sp, c);
+}
+
+/* In server mode c waits for the commit thread; offline, it is made
+ * durable and its callback run right here. */
+static struct spool_commit *
+spool_commit_start(struct spool *sp, struct spool_commit *c)
+{
+	if (sp->thread_started)
+		return c;
+	spool_sync_all(sp);
+	spool_process(sp);
+	return &spool_offline_done;
 }
 
 void
@@ -1725,8 +1903,7 @@ spool_delete(struct spool *sp, const char *id)
 {
 	struct spool_ent *ent;
 	struct spool_seg *seg;
-	struct iovec iov;
-	uint64_t off, end;
+	uint64_t end;
 	int err;
 
 	if (sp->readonly) {
@@ -1737,10 +1914,7 @@ spool_delete(struct spool *sp, const char *id)
 		errno = ENOENT;
 		return -1;
 	}
-	iov.iov_base = (void *)id;
-	iov.iov_len = QUEUE_ID_LEN;
-	if ((seg = spool_append(sp, SPOOL_REC_DEL, &iov, 1, &off, &end)) ==
-	    NULL) {
+	if ((seg = spool_append_del(sp, id, &end)) == NULL) {
 		log_warn("spool %s: delete %s", sp->dir, id);
 		return -1;
 	}
@@ -1753,6 +1927,147 @@ spool_delete(struct spool *sp, const char *id)
 	spool_index_remove(sp, ent);
 	spool_gc(sp);
 	spool_compact(sp);
+	return 0;
+}
+
+struct spool_commit *
+spool_remove(struct spool *sp, const char *id, spool_commit_cb cb, void *arg)
+{
+	struct spool_commit *c;
+	struct spool_ent *ent;
+	struct spool_seg *seg;
+	uint64_t end;
+
+	if (sp->readonly) {
+		errno = EBADF;
+		return NULL;
+	}
+	if (!queue_id_valid(id) || (ent = spool_index_find(sp, id)) == NULL) {
+		errno = ENOENT;
+		return NULL;
+	}
+	if ((seg = spool_append_del(sp, id, &end)) == NULL)
+		return NULL;
+	/* gone at once; its records are dead, and a segment they kept is
+	   collected no sooner than the oldest-first rule allows, while
+	   this DEL's own segment waits for the commit */
+	spool_index_remove(sp, ent);
+	c = spool_commit_new(sp, seg, end, id);
+	c->kind = SPOOL_C_DEL;
+	c->cb = cb;
+	c->arg = arg;
+	return spool_commit_start(sp, c);
+}
+
+struct spool_commit *
+spool_update(struct spool *sp, const struct envelope *e, spool_commit_cb cb,
+    void *arg)
+{
+	struct spool_commit *c;
+	struct spool_ent *ent;
+	struct spool_seg *seg, *prev;
+	struct iovec iov;
+	uint64_t off, end;
+
+	if (sp->readonly) {
+		errno = EBADF;
+		return NULL;
+	}
+	if (!queue_id_valid(e->id) ||
+	    (ent = spool_index_find(sp, e->id)) == NULL) {
+		errno = ENOENT;
+		return NULL;
+	}
+	if (e->nrcpt != ent->nrcpt) {
+		errno = EINVAL;
+		return NULL;
+	}
+	buf_reset(&sp->enc);
+	envelope_state_encode(e, &sp->enc);
+	iov.iov_base = sp->enc.data;
+	iov.iov_len = sp->enc.len;
+	if ((seg = spool_append(sp, SPOOL_REC_STATE, &iov, 1, &off, &end)) ==
+	    NULL)
+		return NULL;
+	/* the new record is the latest at once (spool_load, compaction);
+	   the one it supersedes is dead, but its segment stays until the
+	   new one is durable */
+	prev = ent->st.seg;
+	spool_loc_place(&ent->st, seg, off,
+	    (uint32_t)(end - off - SPOOL_HDR_LEN));
+	c = spool_commit_new(sp, seg, end, e->id);
+	c->kind = SPOOL_C_STATE;
+	if (prev != NULL) {
+		c->from = prev;
+		prev->ncommits++;
+	}
+	c->cb = cb;
+	c->arg = arg;
+	return spool_commit_start(sp, c);
+}
+
+int
+spool_load(struct spool *sp, const char *id, struct envelope *e,
+    struct buf *content)
+{
+	struct spool_reader rdm, rds;
+	struct spool_ent *ent;
+	int rc;
+
+	envelope_init(e);
+	if (!queue_id_valid(id) || (ent = spool_index_find(sp, id)) == NULL) {
+		errno = ENOENT;
+		return -1;
+	}
+	spool_reader_init(&rdm, -1);
+	spool_reader_init(&rds, -1);
+	rc = spool_ent_load(sp, ent, &rdm, &rds, e, content);
+	spool_reader_done(&rdm);
+	spool_reader_done(&rds);
+	return rc;
+}
+
+int
+spool_foreach(struct spool *sp, spool_scan_fn fn, void *arg)
+{
+	char (*ids)[QUEUE_ID_LEN + 1] = NULL;
+	struct spool_reader rdm, rds;
+	struct spool_ent *ent;
+	struct envelope e;
+	size_t n = 0, i;
+	int err = 0, stop;
+
+	/* the ids first: fn may remove, update or submit messages */
+	if (sp->count > 0)
+		ids = xcalloc(sp->count, sizeof(*ids));
+	TAILQ_FOREACH(ent, &sp->order, entry)
+		memcpy(ids[n++], ent->id, sizeof(*ids));
+	spool_reader_init(&rdm, -1);
+	spool_reader_init(&rds, -1);
+	for (i = 0; i < n; i++) {
+		if ((ent = spool_index_find(sp, ids[i])) == NULL)
+			continue;		/* fn removed it */
+		if (spool_ent_load(sp, ent, &rdm, &rds, &e, NULL) != 0) {
+			/* read-only: deleted since the index was read */
+			if (sp->readonly && errno == ENOENT)
+				continue;
+			err = errno;
+			log_warn("spool %s: cannot read message %s", sp->dir,
+			    ids[i]);
+			continue;
+		}
+		stop = fn(arg, &e);
+		envelope_free(&e);
+		if (stop != 0)
+			break;
+	}
+	spool_reader_done(&rdm);
+	spool_reader_done(&rds);
+	free(ids);
+	if (err != 0) {
+		errno = err;
+		return -1;
+	}
 	return 0;
 }
 
@@ -1810,106 +2125,125 @@ fail:
 }
 
 /*
- * Read and decode the MSG record of ent (read-only paths).  rd keeps the
- * segment open across calls.  0, or -1 with errno (ENOENT: it vanished).
+ * Read and verify the record loc points at.  0, or -1 with errno: ENOENT
+ * when its segment is gone or, read-only, the record is not (or not yet)
+ * what the index says (deleted since); EIO for that in an open spool; or
+ * the read's error.
  */
 static int
-spool_ent_read(struct spool *sp, const struct spool_ent *ent,
-    struct spool_reader *rd, bool whole, struct spool_rec *rec,
-    struct envelope *e, size_t *used)
+spool_loc_read(struct spool *sp, const struct spool_loc *loc,
+    struct spool_reader *rd, bool whole, struct spool_rec *rec)
 {
-	char name[SPOOL_SEG_NAME_LEN + 1];
-
-	if (rd->fd < 0 || rd->segnum != ent->seg->num) {
-		if (rd->fd >= 0)
-			close(rd->fd);
-		rd->segnum = ent->seg->num;
-		spool_seg_name(name, rd->segnum);
-		rd->fd = openat(sp->segdirfd, name, SPOOL_OPEN_RO);
-		if (rd->fd < 0)
-			return -1;	/* ENOENT: collected, deleted since */
-	}
-	rd->off = ent->off;
+	if (spool_reader_seg(sp, rd, loc->seg->num) != 0)
+		return -1;
+	rd->off = loc->off;
 	switch (spool_read_record(rd, whole, rec)) {
 	case SPOOL_RD_OK:
+		if (rec->type == loc->type && rec->len == loc->len)
+			return 0;
 		break;
 	case SPOOL_RD_ERR:
 		return -1;
-	default:
-		errno = ENOENT;
-		return -1;
+	case SPOOL_RD_END:
+	case SPOOL_RD_BAD:
+		break;
 	}
-	if (rec->type != SPOOL_REC_MSG ||
-	    spool_rec_envelope(rec, e, used) != 0) {
-		errno = ENOENT;
-		return -1;
+	errno = sp->readonly ? ENOENT : EIO;
+	return -1;
+}
+
+/*
+ * Decode the envelope of ent from its MSG record (rdm reads it), its
+ * content too when content is not NULL, and apply its latest STATE (rds
+ * reads it).  The readers keep their segment open across calls.  0, or
+ * -1 with errno as spool_loc_read and e freed.
+ */
+static int
+spool_ent_load(struct spool *sp, const struct spool_ent *ent,
+    struct spool_reader *rdm, struct spool_reader *rds, struct envelope *e,
+    struct buf *content)
+{
+	struct spool_rec rec;
+	size_t used;
+
+	envelope_init(e);
+	if (spool_loc_read(sp, &ent->msg, rdm, content != NULL, &rec) != 0)
+		goto fail;
+	if (spool_rec_envelope(&rec, e, &used) != 0) {
+		errno = sp->readonly ? ENOENT : EIO;
+		goto fail;
+	}
+	if (content != NULL) {
+		buf_reset(content);
+		buf_add(content, rec.data + used, rec.len - used);
+	}
+	if (ent->st.seg == NULL)
+		return 0;
+	if (spool_loc_read(sp, &ent->st, rds, true, &rec) != 0) {
+		/* read-only: superseded by a STATE written after the index
+		   was read, and collected; show the message without it */
+		if (sp->readonly && errno == ENOENT) {
+			log_debug("spool %s: state of %s changed while "
+			    "reading", sp->dir, ent->id);
+			return 0;
+		}
+		goto fail;
+	}
+	if (envelope_state_decode(rec.data, rec.len, e) != 0) {
+		errno = EIO;	/* recovery checked it: cannot happen */
+		log_warnx("spool %s: state of %s does not fit its envelope",
+		    sp->dir, ent->id);
+		goto fail;
 	}
 	return 0;
+fail:
+	envelope_free(e);
+	return -1;
 }
 
 int
 spool_scan(const char *dir, spool_scan_fn fn, void *arg)
 {
 	struct spool *sp;
-	struct spool_ent *ent;
-	struct spool_reader rd;
-	struct spool_rec rec;
-	struct envelope e;
-	size_t used;
+	int rc, err;
 
 	if (spool_load_readonly(dir, &sp) != 0)
 		return -1;
-	spool_reader_init(&rd, -1);
-	TAILQ_FOREACH(ent, &sp->order, entry) {
-		if (spool_ent_read(sp, ent, &rd, false, &rec, &e, &used) != 0)
-			continue;	/* was whole a moment ago: deleted */
-		if (fn(arg, &e) != 0) {
-			envelope_free(&e);
-			break;
-		}
-		envelope_free(&e);
-	}
-	if (rd.fd >= 0)
-		close(rd.fd);
-	spool_reader_free(&rd);
+	rc = spool_foreach(sp, fn, arg);
+	err = errno;
 	spool_free(sp);
-	return 0;
+	errno = err;
+	return rc;
 }
 
 int
-spool_read_content(const char *dir, const char *id, struct buf *out)
+spool_read(const char *dir, const char *id, struct envelope *e,
+    struct buf *content)
 {
 	struct spool *sp;
-	struct spool_ent *ent;
-	struct spool_reader rd;
-	struct spool_rec rec;
-	struct envelope e;
-	size_t used;
-	int rc = -1, err = ENOENT;
+	int rc, err;
 
+	envelope_init(e);
 	if (!queue_id_valid(id)) {
 		errno = ENOENT;
 		return -1;
 	}
 	if (spool_load_readonly(dir, &sp) != 0)
 		return -1;
-	spool_reader_init(&rd, -1);
-	if ((ent = spool_index_find(sp, id)) == NULL)
-		goto fail;
-	if (spool_ent_read(sp, ent, &rd, true, &rec, &e, &used) != 0) {
-		err = errno;
-		goto fail;
-	}
-	envelope_free(&e);
-	buf_reset(out);
-	buf_add(out, rec.data + used, rec.len - used);
-	rc = 0;
-	err = 0;
-fail:
-	if (rd.fd >= 0)
-		close(rd.fd);
-	spool_reader_free(&rd);
+	rc = spool_load(sp, id, e, content);
+	err = errno;
 	spool_free(sp);
 	errno = err;
 	return rc;
+}
+
+int
+spool_read_content(const char *dir, const char *id, struct buf *out)
+{
+	struct envelope e;
+
+	if (spool_read(dir, id, &e, out) != 0)
+		return -1;
+	envelope_free(&e);
+	return 0;
 }

@@ -4,8 +4,9 @@
  * Design (docs/ARCHITECTURE.md has the long version): the spool is a
  * directory of append-only segment files.  Each accepted message is one
  * record (envelope + content) appended to the active segment; state
- * changes (deleted, recipient delivered, held...) are small records
- * appended later.  A commit thread calls fdatasync(2) on the segment and
+ * changes are small records appended later: DEL (deleted) and STATE (the
+ * delivery state: held, attempts, per-recipient state and last reply;
+ * the latest one wins).  A commit thread calls fdatasync(2) on the segment and
  * completes every record appended before that call: one disk flush
  * acknowledges all messages submitted meanwhile by all sessions (group
  * commit).  Records carry a length and a CRC so a torn tail after a crash
@@ -40,7 +41,7 @@ struct spool_opts {
  * if another process has it), recovers the index of live messages from
  * all segments, and starts the commit thread.  base may be NULL for
  * offline use by the CLI: then commits are synchronous and callbacks run
- * before spool_submit/spool_delete return.  Returns NULL with errno set
+ * before spool_submit/update/remove return.  Returns NULL with errno set
  * and a message logged on failure.  With a base, evthread_use_pthreads()
  * must have been called before the base was created: the commit thread
  * wakes the loop with event_active().
@@ -82,7 +83,10 @@ int spool_delete(struct spool *sp, const char *id);
  * leaves the index at once (spool_count drops, spool_load fails), and
  * cb(arg, err) runs on the loop once the DEL record is durable (cb may be
  * NULL).  For the scheduler, which deletes a message after its last
- * recipient became final.  NULL with errno (ENOENT) if not live.
+ * recipient became final.  NULL with errno (ENOENT) if not live, or the
+ * write's error (the message stays).  A full disk does not stop it (the
+ * reserve is given back for DEL records).  If the DEL's fdatasync fails,
+ * cb gets the errno and another DEL is appended (best effort).
  */
 struct spool_commit *spool_remove(struct spool *sp, const char *id,
     spool_commit_cb cb, void *arg);
@@ -93,9 +97,13 @@ struct spool_commit *spool_remove(struct spool *sp, const char *id,
  * recipient, state, last_reply, remote and delay_warned (e->nrcpt must
  * equal the stored message's).  The latest STATE record of a message wins;
  * recovery, spool_load, spool_scan, spool_foreach and compaction all apply
- * it.  Group-committed like spool_submit (cb may be NULL).  NULL with
- * errno: ENOENT not live, EINVAL recipient count differs, or the write's
- * error.  Offline mode: synchronous.
+ * it.  Group-committed like spool_submit (cb may be NULL); it is the
+ * message's state for spool_load at once.  NULL with errno: ENOENT not
+ * live, EINVAL recipient count differs, or the write's error (ENOSPC: a
+ * full disk; nothing changed).  If the fdatasync fails, cb gets the errno
+ * and the caller should write the state again.  Offline mode:
+ * synchronous.  A remote or last_reply over ENV_REMOTE_MAX or
+ * ENV_REPLY_MAX bytes is stored cut (see envelope_state_encode).
  */
 struct spool_commit *spool_update(struct spool *sp, const struct envelope *e,
     spool_commit_cb cb, void *arg);
@@ -118,11 +126,13 @@ size_t spool_count(const struct spool *sp);
  * socket.  commits / fsyncs is the group commit batching ratio.
  */
 struct spool_stats {
-	uint64_t	commits;	/* messages acknowledged durable */
-	uint64_t	commit_errors;	/* messages whose fdatasync failed */
+	uint64_t	commits;	/* group commits acknowledged
+					   durable: submit, update, remove */
+	uint64_t	commit_errors;	/* those whose fdatasync failed */
 	uint64_t	fsyncs;		/* fdatasync calls on segments */
 	uint64_t	dir_fsyncs;	/* fsync calls on seg/ */
-	uint64_t	records;	/* records appended (MSG and DEL) */
+	uint64_t	records;	/* records appended (MSG, STATE and
+					   DEL, compaction copies too) */
 	uint64_t	bytes;		/* bytes appended, headers included */
 	uint64_t	write_errors;	/* failed appends, undone */
 	uint64_t	segments_created;
@@ -143,8 +153,19 @@ int spool_scan(const char *dir, spool_scan_fn fn, void *arg);
 
 /* Every live message of the open spool, in acceptance order, with its
  * state applied (the scheduler's rebuild at start).  Same contract as
- * spool_scan's fn.  0 or -1 with errno. */
+ * spool_scan's fn; fn may submit, update or remove messages (one removed
+ * before its turn is skipped).  0, or -1 with errno if some message could
+ * not be read (logged; fn saw all the others). */
 int spool_foreach(struct spool *sp, spool_scan_fn fn, void *arg);
+
+/*
+ * spool_load for the read-only side (no lock, like spool_scan): the
+ * envelope of a live message with its latest state applied, and its
+ * content if content is not NULL, with one pass over the directory.
+ * 0, or -1 with errno (ENOENT).  Caller frees e with envelope_free.
+ */
+int spool_read(const char *dir, const char *id, struct envelope *e,
+    struct buf *content);
 
 /* Read the content of a live message by id (read-only, no lock).
  * On success returns 0 and fills out; -1 with errno (ENOENT). */

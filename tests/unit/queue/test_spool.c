@@ -5,6 +5,9 @@
  * collection, write errors (RLIMIT_FSIZE gives EFBIG: the rollback path),
  * fdatasync errors (fdatasync is overridden below), cancel, the lock,
  * unknown record types, and read-only scans while a server appends.
+ * Delivery state: STATE records (latest wins, through reopen, torn
+ * tails, compaction and GC, ignored for deleted messages), spool_load,
+ * spool_foreach, spool_read, and spool_remove's asynchronous DEL.
  *
  * Each test works in its own mkdtemp directory under $TMPDIR or /tmp.
  */
@@ -702,7 +705,7 @@ test_unknown_type(void **state)
 	submit_sync(sp, 0, 100, NULL);
 	spool_close(sp);
 	seg_path(t, 1, path, sizeof(path));
-	append_raw(path, 3, 0, "future rcpt state", 17);
+	append_raw(path, 4, 0, "reserved type", 13);
 	append_raw(path, 200, 0, "", 0);
 	/* a DEL with reserved bits set is not understood: skipped */
 	sp = spool_open(t->dir, NULL, NULL);
@@ -1222,6 +1225,755 @@ test_scan_missing(void **state)
 	assert_int_equal(errno, ENOENT);
 }
 
+/* ---- delivery state ---- */
+
+/* Offline submit of message seq with two recipients; e is kept. */
+static void
+submit_keep(struct spool *sp, int seq, size_t len, struct envelope *e)
+{
+	struct buf c;
+	struct sync_res r = { 0, -1 };
+	struct env_rcpt *rc;
+
+	buf_init(&c);
+	make_content(&c, seq, len);
+	make_env(e, seq, c.len);
+	rc = envelope_add_rcpt(e);
+	snprintf(rc->addr, sizeof(rc->addr), "second%d@example.net", seq);
+	assert_non_null(spool_submit(sp, e, c.data, c.len, sync_cb, &r));
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.err, 0);
+	buf_free(&c);
+}
+
+/* Delivery state number k on e (replacing what it had). */
+static void
+make_state(struct envelope *e, int k)
+{
+	char s[128];
+
+	e->hold = k % 2 == 1;
+	e->attempts = (uint32_t)k;
+	e->last_attempt = 1700000000 + k;
+	e->next_attempt = 1700000300 + k;
+	for (size_t i = 0; i < e->nrcpt; i++) {
+		struct env_rcpt *r = &e->rcpt[i];
+
+		free(r->remote);
+		free(r->last_reply);
+		r->state = i == 0 ? RCPT_DEFERRED : RCPT_DELIVERED;
+		r->delay_warned = k % 3 == 0;
+		snprintf(s, sizeof(s), "mx%d.example.net[192.0.2.%zu]:25", k, i);
+		r->remote = strdup(s);
+		snprintf(s, sizeof(s), "451 4.3.0 try later %d", k);
+		r->last_reply = strdup(s);
+	}
+}
+
+/* Number of segment files numbered up to last. */
+static int
+segs_upto(const struct tdir *t, uint64_t last)
+{
+	char path[512];
+	int n = 0;
+
+	for (uint64_t num = 1; num <= last; num++) {
+		seg_path(t, num, path, sizeof(path));
+		if (access(path, F_OK) == 0)
+			n++;
+	}
+	return n;
+}
+
+/* Offline spool_update; the callback ran. */
+static void
+update_sync(struct spool *sp, const struct envelope *e)
+{
+	struct sync_res r = { 0, -1 };
+
+	assert_non_null(spool_update(sp, e, sync_cb, &r));
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.err, 0);
+}
+
+/* spool_load of e->id gives e and, if content is wanted, seq's. */
+static void
+assert_loads(struct spool *sp, const struct envelope *want, int seq,
+    size_t len)
+{
+	struct envelope got;
+	struct buf c, wc;
+
+	buf_init(&c);
+	buf_init(&wc);
+	assert_int_equal(spool_load(sp, want->id, &got, NULL), 0);
+	assert_true(envelope_equal(&got, want));
+	envelope_free(&got);
+	assert_int_equal(spool_load(sp, want->id, &got, &c), 0);
+	assert_true(envelope_equal(&got, want));
+	make_content(&wc, seq, len);
+	assert_int_equal(c.len, wc.len);
+	assert_memory_equal(c.data, wc.data, c.len);
+	envelope_free(&got);
+	buf_free(&c);
+	buf_free(&wc);
+}
+
+/* spool_read (read-only) of e->id gives e. */
+static void
+assert_reads(const struct tdir *t, const struct envelope *want)
+{
+	struct envelope got;
+	struct buf c;
+
+	buf_init(&c);
+	assert_int_equal(spool_read(t->dir, want->id, &got, &c), 0);
+	assert_true(envelope_equal(&got, want));
+	assert_int_equal(c.len, want->content_size);
+	envelope_free(&got);
+	buf_free(&c);
+}
+
+/* spool_scan and spool_foreach keeping copies of the state seen. */
+struct seen {
+	size_t		 n;
+	char		 ids[16][QUEUE_ID_LEN + 1];
+	bool		 hold[16];
+	uint32_t	 attempts[16];
+	char		 reply[16][64];
+	struct spool	*sp;		/* foreach: remove as we go */
+	bool		 remove;
+};
+
+static int
+seen_cb(void *arg, const struct envelope *e)
+{
+	struct seen *s = arg;
+
+	assert_true(s->n < 16);
+	memcpy(s->ids[s->n], e->id, QUEUE_ID_LEN + 1);
+	s->hold[s->n] = e->hold;
+	s->attempts[s->n] = e->attempts;
+	snprintf(s->reply[s->n], sizeof(s->reply[0]), "%s",
+	    e->nrcpt > 0 && e->rcpt[0].last_reply ? e->rcpt[0].last_reply :
+	    "");
+	s->n++;
+	if (s->remove)
+		assert_non_null(spool_remove(s->sp, e->id, NULL, NULL));
+	return 0;
+}
+
+static void
+test_state_update_load(void **state)
+{
+	struct tdir *t = *state;
+	struct envelope e[3], other, got;
+	struct spool_stats st;
+	struct spool *sp;
+	struct seen seen;
+	struct buf c;
+
+	sp = spool_open(t->dir, NULL, NULL);
+	assert_non_null(sp);
+	for (int i = 0; i < 3; i++)
+		submit_keep(sp, i, 500, &e[i]);
+	/* no STATE yet: what was submitted */
+	assert_loads(sp, &e[1], 1, 500);
+	spool_stats(sp, &st);
+	assert_int_equal(st.records, 3);
+
+	make_state(&e[1], 1);
+	update_sync(sp, &e[1]);
+	assert_loads(sp, &e[1], 1, 500);
+	make_state(&e[1], 2);
+	update_sync(sp, &e[1]);
+	make_state(&e[1], 3);
+	update_sync(sp, &e[1]);
+	assert_loads(sp, &e[1], 1, 500);	/* the latest wins */
+	make_state(&e[2], 4);
+	update_sync(sp, &e[2]);
+	assert_loads(sp, &e[0], 0, 500);	/* untouched */
+	spool_stats(sp, &st);
+	assert_int_equal(st.records, 7);
+	assert_int_equal(st.commits, 7);
+
+	/* refused */
+	make_env(&other, 9, 10);
+	errno = 0;
+	assert_null(spool_update(sp, &other, NULL, NULL));
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(spool_load(sp, other.id, &got, NULL), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_null(got.rcpt);
+	assert_int_equal(spool_load(sp, "../../etc/passwd", &got, NULL), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_null(spool_remove(sp, other.id, NULL, NULL));
+	assert_int_equal(errno, ENOENT);
+	memcpy(other.id, e[0].id, sizeof(other.id));	/* 1 recipient */
+	assert_null(spool_update(sp, &other, NULL, NULL));
+	assert_int_equal(errno, EINVAL);
+	envelope_free(&other);
+	spool_stats(sp, &st);
+	assert_int_equal(st.records, 7);
+	spool_close(sp);
+
+	/* read-only side: scan and spool_read apply it too */
+	assert_reads(t, &e[1]);
+	assert_reads(t, &e[2]);
+	assert_reads(t, &e[0]);
+	memset(&seen, 0, sizeof(seen));
+	assert_int_equal(spool_scan(t->dir, seen_cb, &seen), 0);
+	assert_int_equal(seen.n, 3);
+	assert_string_equal(seen.ids[1], e[1].id);
+	assert_true(seen.hold[1]);
+	assert_int_equal(seen.attempts[1], 3);
+	assert_string_equal(seen.reply[1], "451 4.3.0 try later 3");
+	assert_false(seen.hold[0]);
+	assert_string_equal(seen.reply[0], "");
+	buf_init(&c);
+	assert_int_equal(spool_read(t->dir, "0123456789abcdef0123", &got,
+	    &c), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(spool_read(t->dir, "../x", &got, &c), -1);
+	assert_int_equal(errno, ENOENT);
+	buf_free(&c);
+
+	/* recovery: it survives a reopen */
+	sp = spool_open(t->dir, NULL, NULL);
+	assert_non_null(sp);
+	assert_int_equal(spool_count(sp), 3);
+	for (int i = 0; i < 3; i++)
+		assert_loads(sp, &e[i], i, 500);
+	/* foreach: acceptance order, state applied, fn may remove */
+	memset(&seen, 0, sizeof(seen));
+	seen.sp = sp;
+	seen.remove = true;
+	assert_int_equal(spool_foreach(sp, seen_cb, &seen), 0);
+	assert_int_equal(seen.n, 3);
+	for (int i = 0; i < 3; i++)
+		assert_string_equal(seen.ids[i], e[i].id);
+	assert_int_equal(seen.attempts[2], 4);
+	assert_int_equal(spool_count(sp), 0);
+	spool_close(sp);
+	sp = spool_open(t->dir, NULL, NULL);
+	assert_int_equal(spool_count(sp), 0);
+	spool_close(sp);
+	for (int i = 0; i < 3; i++)
+		envelope_free(&e[i]);
+}
+
+/* Server mode: updates and removes are group-committed, callbacks run
+ * on the loop, never inside the call. */
+struct async {
+	struct event_base	*base;
+	int			 pending;
+	int			 calls, errors;
+};
+
+static void
+async_cb(void *arg, int err)
+{
+	struct async *a = arg;
+
+	a->calls++;
+	if (err != 0)
+		a->errors++;
+	if (--a->pending == 0)
+		event_base_loopbreak(a->base);
+}
+
+static void
+async_run(struct async *a)
+{
+	struct event *to = evtimer_new(a->base, timeout_cb, NULL);
+	struct timeval tv = { 30, 0 };
+
+	evtimer_add(to, &tv);
+	if (a->pending > 0)
+		event_base_dispatch(a->base);
+	event_free(to);
+	assert_int_equal(a->pending, 0);
+}
+
+static void
+test_state_server(void **state)
+{
+	struct tdir *t = *state;
+	struct envelope e[20], got;
+	struct spool_stats st;
+	struct async a;
+	struct spool *sp;
+	struct seen seen;
+
+	memset(&a, 0, sizeof(a));
+	a.base = event_base_new();
+	sp = spool_open(t->dir, NULL, NULL);
+	for (int i = 0; i < 20; i++)
+		submit_keep(sp, i, 300, &e[i]);
+	spool_close(sp);
+	sp = spool_open(t->dir, NULL, a.base);
+	assert_non_null(sp);
+	for (int round = 1; round <= 5; round++) {
+		for (int i = 0; i < 20; i++) {
+			make_state(&e[i], round * 100 + i);
+			assert_non_null(spool_update(sp, &e[i], async_cb,
+			    &a));
+			a.pending++;
+		}
+		assert_int_equal(a.calls, (round - 1) * 20);
+		/* visible at once, before it is durable */
+		assert_int_equal(spool_load(sp, e[7].id, &got, NULL), 0);
+		assert_true(envelope_equal(&got, &e[7]));
+		envelope_free(&got);
+		async_run(&a);
+	}
+	assert_int_equal(a.errors, 0);
+	/* remove: gone from the index at once, cb may be NULL */
+	for (int i = 0; i < 10; i++) {
+		assert_non_null(spool_remove(sp, e[i].id, i % 2 ? NULL :
+		    async_cb, &a));
+		if (i % 2 == 0)
+			a.pending++;
+		assert_int_equal(spool_count(sp), (size_t)(19 - i));
+		assert_int_equal(spool_load(sp, e[i].id, &got, NULL), -1);
+		assert_int_equal(errno, ENOENT);
+	}
+	assert_null(spool_remove(sp, e[0].id, NULL, NULL));
+	assert_int_equal(errno, ENOENT);
+	assert_null(spool_update(sp, &e[0], NULL, NULL));
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(a.calls, 100);
+	async_run(&a);
+	assert_int_equal(a.calls, 105);
+	assert_int_equal(a.errors, 0);
+	spool_stats(sp, &st);
+	assert_int_equal(st.records, 100 + 10);	/* since this open */
+	assert_int_equal(st.commits, 110);
+	print_message("state: 110 updates and removes, %llu fdatasync\n",
+	    (unsigned long long)st.fsyncs);
+	assert_true(st.fsyncs < 110);
+	spool_close(sp);
+
+	sp = spool_open(t->dir, NULL, NULL);
+	assert_int_equal(spool_count(sp), 10);
+	for (int i = 10; i < 20; i++)
+		assert_loads(sp, &e[i], i, 300);
+	spool_close(sp);
+	memset(&seen, 0, sizeof(seen));
+	assert_int_equal(spool_scan(t->dir, seen_cb, &seen), 0);
+	assert_int_equal(seen.n, 10);
+	for (int i = 0; i < 10; i++) {
+		assert_string_equal(seen.ids[i], e[10 + i].id);
+		assert_int_equal(seen.attempts[i], 500 + 10 + i);
+	}
+	for (int i = 0; i < 20; i++)
+		envelope_free(&e[i]);
+	event_base_free(a.base);
+}
+
+/* A STATE cut at any offset is ignored: the previous state stands. */
+static void
+test_state_torn_tail(void **state)
+{
+	struct tdir *t = *state;
+	struct envelope e, prev;
+	struct spool *sp;
+	char path[512];
+	off_t before, size;
+	char *image;
+	int fd;
+
+	sp = spool_open(t->dir, NULL, NULL);
+	submit_keep(sp, 0, 200, &e);
+	make_state(&e, 1);
+	update_sync(sp, &e);
+	spool_close(sp);
+	envelope_init(&prev);
+	assert_int_equal(spool_read(t->dir, e.id, &prev, NULL), 0);
+	assert_true(envelope_equal(&prev, &e));
+	seg_path(t, 1, path, sizeof(path));
+	before = file_size(path);
+	/* the next open appends to a new segment: put the update in 1 */
+	sp = spool_open(t->dir, NULL, NULL);
+	spool_close(sp);
+	make_state(&e, 2);
+	{
+		struct buf b;
+
+		buf_init(&b);
+		envelope_state_encode(&e, &b);
+		append_raw(path, 3, 0, b.data, (uint32_t)b.len);
+		buf_free(&b);
+	}
+	size = file_size(path);
+	{
+		struct envelope got;
+
+		assert_int_equal(spool_read(t->dir, e.id, &got, NULL), 0);
+		assert_true(envelope_equal(&got, &e));	/* whole: applies */
+		envelope_free(&got);
+	}
+	image = malloc((size_t)size);
+	fd = open(path, O_RDONLY);
+	assert_int_equal(read(fd, image, (size_t)size), size);
+	close(fd);
+
+	log_set_level(LOG_LVL_ERR);
+	for (off_t cut = before; cut < size; cut++) {
+		struct envelope got;
+
+		nftw(t->seg, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+		assert_int_equal(mkdir(t->seg, 0700), 0);
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		assert_int_equal(write(fd, image, (size_t)cut), cut);
+		close(fd);
+		assert_int_equal(spool_read(t->dir, e.id, &got, NULL), 0);
+		assert_true(envelope_equal(&got, &prev));
+		envelope_free(&got);
+		sp = spool_open(t->dir, NULL, NULL);
+		assert_non_null(sp);
+		assert_int_equal(spool_load(sp, e.id, &got, NULL), 0);
+		assert_true(envelope_equal(&got, &prev));
+		envelope_free(&got);
+		spool_close(sp);
+	}
+	log_set_level(LOG_LVL_WARN);
+	free(image);
+	envelope_free(&e);
+	envelope_free(&prev);
+}
+
+/*
+ * STATE records that do not apply: for a deleted message, for an id
+ * never seen, with the wrong number of recipients, malformed.  All are
+ * ignored; the message keeps its latest good state.
+ */
+static void
+test_state_ignored(void **state)
+{
+	struct tdir *t = *state;
+	struct envelope e, gone, stranger, got;
+	struct spool *sp;
+	struct buf b;
+	char path[512];
+
+	sp = spool_open(t->dir, NULL, NULL);
+	submit_keep(sp, 0, 100, &e);
+	submit_keep(sp, 1, 100, &gone);
+	make_state(&e, 1);
+	update_sync(sp, &e);
+	assert_int_equal(spool_delete(sp, gone.id), 0);
+	spool_close(sp);
+	seg_path(t, 1, path, sizeof(path));
+	buf_init(&b);
+	make_state(&gone, 2);
+	envelope_state_encode(&gone, &b);
+	append_raw(path, 3, 0, b.data, (uint32_t)b.len);
+	make_env(&stranger, 3, 10);
+	buf_reset(&b);
+	envelope_state_encode(&stranger, &b);
+	append_raw(path, 3, 0, b.data, (uint32_t)b.len);
+	/* e's id with one recipient where it has two */
+	memcpy(stranger.id, e.id, sizeof(e.id));
+	make_state(&stranger, 4);
+	buf_reset(&b);
+	envelope_state_encode(&stranger, &b);
+	log_set_level(LOG_LVL_ERR);
+	append_raw(path, 3, 0, b.data, (uint32_t)b.len);
+	append_raw(path, 3, 0, "id x\n", 5);
+	append_raw(path, 3, 0, "", 0);
+
+	assert_int_equal(spool_read(t->dir, gone.id, &got, NULL), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(spool_read(t->dir, e.id, &got, NULL), 0);
+	assert_true(envelope_equal(&got, &e));
+	envelope_free(&got);
+	sp = spool_open(t->dir, NULL, NULL);
+	log_set_level(LOG_LVL_WARN);
+	assert_non_null(sp);
+	assert_int_equal(spool_count(sp), 1);
+	assert_int_equal(spool_load(sp, e.id, &got, NULL), 0);
+	assert_true(envelope_equal(&got, &e));
+	envelope_free(&got);
+	/* and the records after them were read: a new update still wins */
+	make_state(&e, 5);
+	update_sync(sp, &e);
+	spool_close(sp);
+	assert_reads(t, &e);
+	buf_free(&b);
+	envelope_free(&e);
+	envelope_free(&gone);
+	envelope_free(&stranger);
+}
+
+/*
+ * Superseded STATE records are dead: a segment holding only those (and
+ * dead messages) is collected.  The latest STATE keeps its segment even
+ * when the message's MSG record lives in a newer one (as after a
+ * compaction whose STATE copy did not make it): segment 1 holds MSG X,
+ * 2 its latest STATE, 3 a copy of MSG X.  Segment 1 goes, 2 stays.
+ */
+static void
+test_state_gc(void **state)
+{
+	struct tdir *t = *state;
+	struct spool_opts o = { .segment_max = 4096 };
+	struct envelope a, b, x, got;
+	struct spool_stats st;
+	struct spool *sp;
+	struct buf enc, content;
+	char path[512];
+	int fd;
+
+	sp = spool_open(t->dir, &o, NULL);
+	submit_keep(sp, 0, 1500, &a);
+	for (int k = 1; k <= 40; k++) {	/* about 200 bytes each */
+		make_state(&a, k);
+		update_sync(sp, &a);
+	}
+	assert_true(count_segs(t, NULL) >= 3);
+	submit_keep(sp, 1, 1500, &b);
+	spool_stats(sp, &st);
+	assert_int_equal(st.segments_removed, 0);
+	assert_loads(sp, &a, 0, 1500);
+	assert_int_equal(spool_delete(sp, a.id), 0);
+	/* everything before b's segment was a's, all dead now */
+	spool_stats(sp, &st);
+	assert_true(st.segments_removed >= 2);
+	assert_int_equal(count_segs(t, NULL), 1);
+	assert_loads(sp, &b, 1, 1500);
+	assert_int_equal(spool_delete(sp, b.id), 0);
+	spool_close(sp);
+	nftw(t->seg, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	assert_int_equal(mkdir(t->seg, 0700), 0);
+
+	/* hand-made: 1 = MSG x, 2 = STATE x, 3 = MSG x again */
+	buf_init(&enc);
+	buf_init(&content);
+	make_content(&content, 5, 300);
+	make_env(&x, 5, content.len);
+	envelope_encode(&x, &enc);
+	buf_add(&enc, content.data, content.len);
+	for (int n = 1; n <= 3; n++) {
+		seg_path(t, (uint64_t)n, path, sizeof(path));
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	seg_path(t, 1, path, sizeof(path));
+	append_raw(path, 1, 0, enc.data, (uint32_t)enc.len);
+	seg_path(t, 3, path, sizeof(path));
+	append_raw(path, 1, 0, enc.data, (uint32_t)enc.len);
+	make_state(&x, 6);
+	buf_reset(&enc);
+	envelope_state_encode(&x, &enc);
+	seg_path(t, 2, path, sizeof(path));
+	append_raw(path, 3, 0, enc.data, (uint32_t)enc.len);
+
+	sp = spool_open(t->dir, &o, NULL);
+	assert_non_null(sp);
+	spool_stats(sp, &st);
+	assert_int_equal(st.segments_removed, 1);
+	seg_path(t, 1, path, sizeof(path));
+	assert_int_equal(access(path, F_OK), -1);
+	seg_path(t, 2, path, sizeof(path));
+	assert_int_equal(access(path, F_OK), 0);
+	assert_int_equal(spool_load(sp, x.id, &got, &content), 0);
+	assert_true(envelope_equal(&got, &x));
+	envelope_free(&got);
+	/* a newer STATE frees segment 2 */
+	make_state(&x, 7);
+	update_sync(sp, &x);
+	spool_close(sp);
+	sp = spool_open(t->dir, &o, NULL);
+	seg_path(t, 2, path, sizeof(path));
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(spool_load(sp, x.id, &got, NULL), 0);
+	assert_true(envelope_equal(&got, &x));
+	envelope_free(&got);
+	spool_close(sp);
+	buf_free(&enc);
+	buf_free(&content);
+	envelope_free(&a);
+	envelope_free(&b);
+	envelope_free(&x);
+}
+
+/*
+ * Compaction moves a long-lived message's MSG and latest STATE; the state
+ * is the same after the move, after a reopen and in a scan, and the old
+ * segments go.  One message has a STATE updated while copies are under
+ * way.
+ */
+static void
+test_state_compaction(void **state)
+{
+	struct tdir *t = *state;
+	struct spool_opts o = { .segment_max = 16384 };
+	struct envelope keep[3], got;
+	struct spool_stats st;
+	struct async a;
+	struct load l;
+	struct seen seen;
+	struct spool *sp;
+	char path[512], fill[30][QUEUE_ID_LEN + 1];
+	uint64_t last;
+
+	/* three messages a segment apart, two with state, then traffic */
+	sp = spool_open(t->dir, &o, NULL);
+	for (int k = 0; k < 3; k++) {
+		submit_keep(sp, 1000 + k, 1500, &keep[k]);
+		if (k < 2) {
+			make_state(&keep[k], 10 + k);
+			update_sync(sp, &keep[k]);
+		}
+		for (int i = 0; i < 10; i++)
+			submit_sync(sp, 2000 + i, 1500, fill[k * 10 + i]);
+	}
+	spool_close(sp);
+	load_init(&l, t->dir, &o, 100, 8, 1500, 400);
+	memset(&a, 0, sizeof(a));
+	a.base = l.base;
+	load_run(&l);
+	assert_int_equal(l.errors, 0);
+	/* a newer state for keep[1], in a later segment than its MSG */
+	make_state(&keep[1], 20);
+	assert_non_null(spool_update(l.sp, &keep[1], async_cb, &a));
+	a.pending++;
+	async_run(&a);
+	assert_true(count_segs(t, &last) >= 10);
+	for (int i = 0; i < 100; i++)
+		assert_non_null(spool_remove(l.sp, l.ids[i], NULL, NULL));
+	for (int i = 0; i < 30; i++)
+		assert_non_null(spool_remove(l.sp, fill[i], NULL, NULL));
+	for (int round = 0; round < 20; round++) {
+		l.total += 10;
+		load_run(&l);
+		spool_stats(l.sp, &st);
+		if (round == 1) {
+			/* an update while copies may be in flight */
+			make_state(&keep[0], 30);
+			assert_non_null(spool_update(l.sp, &keep[0],
+			    async_cb, &a));
+			a.pending++;
+			async_run(&a);
+		}
+		if (st.relocated >= 3 && segs_upto(t, last - 1) == 0)
+			break;
+	}
+	spool_stats(l.sp, &st);
+	print_message("state compaction: %llu moved, %llu segments removed, "
+	    "%d left\n", (unsigned long long)st.relocated,
+	    (unsigned long long)st.segments_removed, count_segs(t, NULL));
+	assert_true(st.relocated >= 3);
+	/* every segment sealed before the deletes went (the active one
+	   and the rest hold the traffic that drove the loop, still
+	   queued) */
+	assert_int_equal(segs_upto(t, last - 1), 0);
+	seg_path(t, 1, path, sizeof(path));
+	assert_int_equal(access(path, F_OK), -1);
+	for (int k = 0; k < 3; k++)
+		assert_loads(l.sp, &keep[k], 1000 + k, 1500);
+	spool_close(l.sp);
+	l.sp = NULL;
+	for (int k = 0; k < 3; k++)
+		assert_reads(t, &keep[k]);
+	memset(&seen, 0, sizeof(seen));
+	sp = spool_open(t->dir, &o, NULL);
+	for (int k = 0; k < 3; k++) {
+		assert_int_equal(spool_load(sp, keep[k].id, &got, NULL), 0);
+		assert_true(envelope_equal(&got, &keep[k]));
+		envelope_free(&got);
+	}
+	spool_close(sp);
+	for (int k = 0; k < 3; k++)
+		envelope_free(&keep[k]);
+	load_free(&l);
+}
+
+/*
+ * fdatasync fails under a STATE and under a DEL of spool_remove: the
+ * callbacks get the errno; the message with the failed STATE stays; the
+ * removed one does not come back after a restart.
+ */
+static void
+test_state_sync_failure(void **state)
+{
+	struct tdir *t = *state;
+	struct envelope e, r, got;
+	struct async a;
+	struct spool *sp;
+
+	memset(&a, 0, sizeof(a));
+	a.base = event_base_new();
+	sp = spool_open(t->dir, NULL, NULL);
+	submit_keep(sp, 0, 100, &e);
+	submit_keep(sp, 1, 100, &r);
+	make_state(&e, 1);
+	update_sync(sp, &e);
+	spool_close(sp);
+
+	sp = spool_open(t->dir, NULL, a.base);
+	make_state(&e, 2);
+	fail_next_syncs(1, EIO);
+	assert_non_null(spool_update(sp, &e, async_cb, &a));
+	a.pending++;
+	async_run(&a);
+	assert_int_equal(a.errors, 1);
+	assert_int_equal(spool_count(sp), 2);
+	/* written again, into a healthy segment */
+	assert_non_null(spool_update(sp, &e, async_cb, &a));
+	a.pending++;
+	async_run(&a);
+	assert_int_equal(a.errors, 1);
+
+	fail_next_syncs(1, EIO);
+	assert_non_null(spool_remove(sp, r.id, async_cb, &a));
+	a.pending++;
+	async_run(&a);
+	assert_int_equal(a.errors, 2);
+	assert_int_equal(spool_count(sp), 1);
+	spool_close(sp);
+
+	sp = spool_open(t->dir, NULL, NULL);
+	assert_int_equal(spool_count(sp), 1);
+	assert_int_equal(spool_load(sp, e.id, &got, NULL), 0);
+	assert_true(envelope_equal(&got, &e));
+	envelope_free(&got);
+	assert_int_equal(spool_load(sp, r.id, &got, NULL), -1);
+	spool_close(sp);
+	envelope_free(&e);
+	envelope_free(&r);
+	event_base_free(a.base);
+}
+
+/* Offline spool_remove: the callback has run when it returns. */
+static void
+test_remove_offline(void **state)
+{
+	struct tdir *t = *state;
+	char ids[3][QUEUE_ID_LEN + 1];
+	struct sync_res r = { 0, -1 };
+	struct spool_stats st;
+	struct spool *sp;
+	struct collect c;
+
+	sp = spool_open(t->dir, NULL, NULL);
+	for (int i = 0; i < 3; i++)
+		submit_sync(sp, i, 100, ids[i]);
+	assert_non_null(spool_remove(sp, ids[1], sync_cb, &r));
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.err, 0);
+	assert_non_null(spool_remove(sp, ids[2], NULL, NULL));
+	assert_int_equal(spool_count(sp), 1);
+	spool_stats(sp, &st);
+	assert_int_equal(st.records, 5);
+	spool_close(sp);
+	assert_int_equal(scan_count(t, &c), 1);
+	assert_string_equal(c.ids[0], ids[0]);
+	free(c.ids);
+}
+
 int
 main(void)
 {
@@ -1243,6 +1995,14 @@ main(void)
 		T(test_lock),
 		T(test_scan_concurrent),
 		T(test_scan_missing),
+		T(test_state_update_load),
+		T(test_state_server),
+		T(test_state_torn_tail),
+		T(test_state_ignored),
+		T(test_state_gc),
+		T(test_state_compaction),
+		T(test_state_sync_failure),
+		T(test_remove_offline),
 #undef T
 	};
 
