@@ -9,6 +9,7 @@
 #include "smtp/smtp_server.h"
 #include "queue/queue_id.h"
 #include "queue/spool.h"
+#include "mta/scheduler.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -41,29 +42,71 @@ control_path(const char *run_dir, char *out, size_t outlen)
 	return (n < 0 || (size_t)n >= outlen) ? -1 : 0;
 }
 
+/* "VERB ID": the id, or NULL after replying with an error. */
+static const char *
+control_id(const char *line, size_t verblen, struct evbuffer *out)
+{
+	const char *id = line + verblen;
+
+	if (!queue_id_valid(id)) {
+		evbuffer_add_printf(out, "error bad queue id\n");
+		return NULL;
+	}
+	return id;
+}
+
+static void
+control_result(struct evbuffer *out, int rc, const char *what,
+    const char *event, const char *id)
+{
+	if (rc != 0) {
+		evbuffer_add_printf(out, "error %s\n", errno == ENOENT ?
+		    "no such message" : strerror(errno));
+		return;
+	}
+	if (event)
+		log_event(LOG_LVL_INFO, event, "qid", id, "by", "control",
+		    NULL);
+	evbuffer_add_printf(out, "ok %s\n", what);
+}
+
 static void
 control_handle(struct server *srv, char *line, struct evbuffer *out)
 {
+	const char *id;
+
 	if (strcmp(line, "stats") == 0) {
+		struct scheduler_stats st;
+
+		scheduler_stats(srv->sched, &st);
 		evbuffer_add_printf(out, "ok sessions=%zu queued=%zu "
-		    "accepted=%llu\n", srv->nsessions,
-		    spool_count(srv->spool), srv->accepted);
+		    "accepted=%llu inflight=%zu connections=%zu "
+		    "delivered=%llu deferred=%llu bounced=%llu dsns=%llu\n",
+		    srv->nsessions, spool_count(srv->spool), srv->accepted,
+		    st.inflight, st.connections,
+		    (unsigned long long)st.delivered,
+		    (unsigned long long)st.deferred,
+		    (unsigned long long)st.bounced,
+		    (unsigned long long)st.dsns);
 	} else if (strncmp(line, "delete ", 7) == 0) {
-		const char *id = line + 7;
-		if (!queue_id_valid(id))
-			evbuffer_add_printf(out, "error bad queue id\n");
-		else if (spool_delete(srv->spool, id) != 0)
-			evbuffer_add_printf(out, "error %s\n",
-			    errno == ENOENT ? "no such message" :
-			    strerror(errno));
-		else {
-			log_event(LOG_LVL_INFO, "queue.deleted", "qid", id,
-			    "by", "control", NULL);
-			evbuffer_add_printf(out, "ok deleted\n");
-		}
+		if ((id = control_id(line, 7, out)) != NULL)
+			control_result(out, scheduler_delete(srv->sched, id),
+			    "deleted", "queue.deleted", id);
+	} else if (strncmp(line, "hold ", 5) == 0) {
+		if ((id = control_id(line, 5, out)) != NULL)
+			control_result(out, scheduler_hold(srv->sched, id,
+			    true), "held", "queue.held", id);
+	} else if (strncmp(line, "release ", 8) == 0) {
+		if ((id = control_id(line, 8, out)) != NULL)
+			control_result(out, scheduler_hold(srv->sched, id,
+			    false), "released", "queue.released", id);
+	} else if (strncmp(line, "flush ", 6) == 0) {
+		if ((id = control_id(line, 6, out)) != NULL)
+			control_result(out, scheduler_flush(srv->sched, id),
+			    "flushed", NULL, id);
 	} else if (strcmp(line, "flush") == 0) {
-		/* delivery (issue 3) will reschedule everything now */
-		evbuffer_add_printf(out, "ok flush requested\n");
+		control_result(out, scheduler_flush(srv->sched, NULL),
+		    "flush requested", NULL, NULL);
 	} else
 		evbuffer_add_printf(out, "error unknown request\n");
 }

@@ -16,6 +16,7 @@
  */
 #include "smtp/smtp_server.h"
 #include "ctl/control.h"
+#include "mta/scheduler.h"
 #include "queue/spool.h"
 #include "table/credentials.h"
 #include "tls/tls.h"
@@ -265,6 +266,7 @@ server_shutdown(struct server *srv)
 	if (srv->shutting_down)
 		return;
 	srv->shutting_down = true;
+	scheduler_stop(srv->sched);
 	snprintf(n, sizeof(n), "%zu", srv->nsessions);
 	log_event(LOG_LVL_INFO, "server.shutdown", "sessions", n, NULL);
 	server_stop_listening(srv);
@@ -316,6 +318,13 @@ server_signal_cb(evutil_socket_t sig, short what, void *arg)
 		if ((sc = srv_conf_new(c, err, sizeof(err))) == NULL) {
 			log_event(LOG_LVL_WARN, "config.reload_failed",
 			    "error", err, NULL);
+			return;
+		}
+		if (scheduler_reconfigure(srv->sched, sc->conf, err,
+		    sizeof(err)) != 0) {
+			log_event(LOG_LVL_WARN, "config.reload_failed",
+			    "error", err, NULL);
+			srv_conf_unref(sc);
 			return;
 		}
 		srv_conf_unref(srv->cfg);
@@ -435,6 +444,13 @@ server_run(const char *conf_path, const char *log_format_override)
 			    c->spool_dir);
 		goto out;
 	}
+	if ((srv.sched = scheduler_new(srv.base, srv.spool, c, err,
+	    sizeof(err))) == NULL) {
+		log_warnx("%s", err);
+		goto out;
+	}
+	if (scheduler_rebuild(srv.sched) != 0)
+		log_warn("scheduler: rebuilding from the spool");
 	srv.workq = workq_new(srv.base, (int)c->auth_workers);
 	srv.nlisteners = c->nlisteners;
 	for (size_t i = 0; i < c->nlisteners; i++)
@@ -462,6 +478,7 @@ out:
 		control_stop(srv.control);
 	if (srv.workq)
 		workq_free(srv.workq);
+	scheduler_free(srv.sched);	/* before the spool it uses */
 	if (srv.spool)
 		spool_close(srv.spool);	/* waits for pending commits */
 	if (pid_written) {

@@ -25,6 +25,7 @@ struct spool;
 struct workq;
 struct credentials;
 struct session;
+struct scheduler;
 
 struct srv_conf {
 	int			 refs;
@@ -47,6 +48,7 @@ struct server {
 	struct event_base	*base;
 	struct srv_conf		*cfg;		/* current */
 	struct spool		*spool;
+	struct scheduler	*sched;		/* delivery */
 	struct workq		*workq;
 	size_t			 nlisteners;
 	struct listener		 listeners[CONF_MAX_LISTENERS];

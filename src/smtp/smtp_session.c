@@ -25,6 +25,7 @@
 #include "queue/envelope.h"
 #include "queue/queue_id.h"
 #include "queue/spool.h"
+#include "mta/scheduler.h"
 #include "table/credentials.h"
 #include "tls/tls.h"
 #include "common/log.h"
@@ -599,6 +600,7 @@ session_commit_result(struct session *s, int err)
 		session_reply(s, "250 2.0.0 Ok: queued as %s", s->env.id);
 		s->naccepted++;
 		s->srv->accepted++;
+		scheduler_enqueue(s->srv->sched, s->env.id, s->env.created);
 	} else {
 		log_event(LOG_LVL_WARN, "smtp.store_failed", "qid", s->env.id,
 		    "peer", s->peer, "error", strerror(err), NULL);

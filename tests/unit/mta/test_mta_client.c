@@ -439,6 +439,8 @@ gw_start(struct gw *g, const char *extra)
 	    "spool_dir = %s/spool\n"
 	    "run_dir = %s/run\n"
 	    "credentials = file:%s\n"
+	    "delivery = no\n"		/* a receiving peer: keeps what it gets */
+	    "dns_servers = 127.0.0.1:9\n"
 	    "%s\n"
 	    "[listener sub]\naddress = 127.0.0.1:%d\ntls = starttls\n"
 	    "tls_cert = %s\ntls_key = %s\nauth = yes\n\n"
