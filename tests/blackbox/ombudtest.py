@@ -330,7 +330,7 @@ class Gateway:
     def __init__(self, overrides=None, listeners=None, log_format=None,
                  serve_args=(), user="alice", password=None,
                  start=True, tmp_prefix="ombudtest-", wrapper=(),
-                 env=None):
+                 env=None, routes=None):
         need_binary()
         self.dir = tempfile.mkdtemp(prefix=tmp_prefix)
         self.user = user
@@ -339,6 +339,8 @@ class Gateway:
         self.overrides = dict(overrides or {})
         self.listeners = {k: dict(v) for k, v in
                           (listeners or DEFAULT_LISTENERS).items()}
+        # "[route NAME]" sections: {name: {key: value}}
+        self.routes = {k: dict(v) for k, v in (routes or {}).items()}
         self.log_format = log_format
         self.serve_args = list(serve_args)
         self.wrapper = list(wrapper)    # e.g. ["strace", "-f", ...]
@@ -384,6 +386,10 @@ class Gateway:
             "run_dir": self.run_dir,
             "credentials": "file:" + self.cred_path,
             "log_level": "info",
+            # no delivery unless a test asks for it (delivery = yes), and
+            # never a real resolver: port 9 on loopback answers nothing
+            "delivery": "no",
+            "dns_servers": "127.0.0.1:9",
         }
         g.update(self.overrides)
         g.update(overrides or {})
@@ -398,6 +404,10 @@ class Gateway:
             out.append("")
             out.append(f"[listener {name}]")
             out += [f"{k} = {v}" for k, v in l.items() if v is not None]
+        for name, rc in self.routes.items():
+            out.append("")
+            out.append(f"[route {name}]")
+            out += [f"{k} = {v}" for k, v in rc.items() if v is not None]
         return "\n".join(out) + "\n"
 
     def write_config(self, overrides=None, text=None):

@@ -568,12 +568,14 @@ class SmtpSink(_Peer, _Collector):
 class ScriptedPeer(_Peer, _Collector):
     """An SMTP server in threads of the test process, on host:port.
 
-    rules: (sessions, command, action) triples.  sessions is a set of
-    session numbers (0 = the first connection) or None for every session;
-    command is CONNECT, EHLO, MAIL, RCPT, DATA, CONTENT (the first chunk
-    of message content) or "." (end of data); action is "drop" (close
-    without a reply) or a reply line such as "451 4.3.0 Try later", sent
-    instead of the normal one.  The first matching rule wins.
+    rules: (times, command, action) triples.  times is a set of
+    occurrence numbers of that command, counted over all sessions (0 = the
+    first time it comes, whatever the connection: a client may reuse one
+    connection for its retries) or None for every time; command is
+    CONNECT, EHLO, MAIL, RCPT, DATA, CONTENT (the first chunk of message
+    content) or "." (end of data); action is "drop" (close without a
+    reply) or a reply line such as "451 4.3.0 Try later", sent instead of
+    the normal one.  The first matching rule wins.
 
     ehlo: the extensions offered.  AUTH is answered 235 whatever the
     credentials (so a test can see that a client used it: transcript).
@@ -594,6 +596,7 @@ class ScriptedPeer(_Peer, _Collector):
         self._messages = []
         self.transcript = []
         self.sessions = 0
+        self.counts = {}                # command -> times received
         self.errors = []
         self.lsock = None
         self.threads = []
@@ -654,10 +657,19 @@ class ScriptedPeer(_Peer, _Collector):
             t.start()
             self.threads.append(t)
 
+    def _seen(self, command):
+        """Count one more occurrence of command; its number (0 first)."""
+        with self.lock:
+            n = self.counts.get(command, 0)
+            self.counts[command] = n + 1
+        return n
+
     def _action(self, session, command):
-        for sessions, cmd, action in self.rules:
-            if cmd.upper() == command and (sessions is None or
-                                           session in sessions):
+        """What to do with this occurrence of command (counted once per
+        command received, even when the session was dropped after it)."""
+        n = self._seen(command)
+        for times, cmd, action in self.rules:
+            if cmd.upper() == command and (times is None or n in times):
                 return action
         return None
 
@@ -684,17 +696,11 @@ class ScriptedPeer(_Peer, _Collector):
             log(line + b"\n")
             return line.rstrip(b"\r").decode("utf-8", "replace")
 
-        def step(command, normal):
-            """Reply normal unless a rule says otherwise; False: dropped."""
-            a = self._action(session, command)
-            if a == "drop":
-                return False
-            send(a if a else normal)
-            return not a or a[0] == "2" or a[0] == "3"
-
         try:
-            if not step("CONNECT", "220 peer.test ESMTP scripted"):
+            a = self._action(session, "CONNECT")
+            if a == "drop":
                 return
+            send(a or "220 peer.test ESMTP scripted")
             mail, rcpts = None, []
             while True:
                 line = readline()
@@ -721,11 +727,11 @@ class ScriptedPeer(_Peer, _Collector):
                             readline()
                     send("235 2.7.0 Authentication successful")
                 elif verb == "MAIL":
-                    mail, rcpts = line, []
-                    if not step("MAIL", "250 2.1.0 Ok"):
-                        mail = None
-                        if self._action(session, "MAIL") == "drop":
-                            return
+                    a = self._action(session, "MAIL")
+                    if a == "drop":
+                        return
+                    send(a or "250 2.1.0 Ok")
+                    mail, rcpts = (line if not a else None), []
                 elif verb == "RCPT":
                     a = self._action(session, "RCPT")
                     if a == "drop":
