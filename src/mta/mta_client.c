@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -108,6 +109,7 @@ enum mta_mech {
 };
 
 struct mta_conn {
+	LIST_ENTRY(mta_conn)	 all;		/* mta_conns */
 	struct event_base	*base;
 	struct bufferevent	*bev;
 	struct event		*ev_timer;	/* this stage's deadline */
@@ -552,9 +554,13 @@ mta_tx_clear(struct mta_conn *c)
 	memset(&c->tx, 0, sizeof(c->tx));
 }
 
+/* Every connection not yet freed, for mta_shutdown. */
+static LIST_HEAD(, mta_conn) mta_conns = LIST_HEAD_INITIALIZER(mta_conns);
+
 static void
 mta_free(struct mta_conn *c)
 {
+	LIST_REMOVE(c, all);
 	if (log_enabled(LOG_LVL_DEBUG))
 		log_event(LOG_LVL_DEBUG, "mta.free", "host", c->host,
 		    "peer", c->peer, NULL);
@@ -912,6 +918,7 @@ mta_connect(struct event_base *base, const struct mta_conn_params *p,
 	struct bufferevent *bev;
 	char err[128], ip[INET6_ADDRSTRLEN];
 
+	LIST_INSERT_HEAD(&mta_conns, c, all);
 	c->base = base;
 	buf_init(&c->chunk);
 	c->ready_cb = cb;
@@ -1736,6 +1743,15 @@ mta_quit(struct mta_conn *c)
 	}
 	mta_send_line(c, "QUIT");
 	mta_enter_state(c, MTA_S_QUIT);
+}
+
+void
+mta_shutdown(void)
+{
+	struct mta_conn *c;
+
+	while ((c = LIST_FIRST(&mta_conns)) != NULL)
+		mta_free(c);
 }
 
 void

@@ -138,6 +138,10 @@ int mta_send(struct mta_conn *c, const struct mta_tx *tx, mta_sent_cb cb,
 void mta_quit(struct mta_conn *c);
 /* Drop at once and free; no callback runs afterwards. */
 void mta_abort(struct mta_conn *c);
+/* Free every connection at once, those quitting or being freed in the
+ * background included, without callbacks (process exit, after the loop
+ * has stopped). */
+void mta_shutdown(void);
 
 /* What the server offered, and the TLS in use ("TLSv1.3" or ""). */
 const struct smtp_ehlo *mta_ehlo(const struct mta_conn *c);

@@ -134,12 +134,18 @@ retry_delay(const struct retry_policy *p, unsigned attempts, uint32_t rnd)
 
 	for (unsigned i = 1; i < attempts && d < max; i++)
 		d = d > max / 2 ? max : d * 2;
-	if (d > max)
-		d = max;
-	/* uniform in [0.75 d, 1.25 d] */
+	if (d >= max) {
+		/* at the cap: uniform in [0.75 max, max], never above it */
+		spread = max / 4;
+		d = max - spread + (int64_t)(rnd % (uint64_t)(spread + 1));
+		return d < 1 ? 1 : d;
+	}
+	/* uniform in [0.75 d, 1.25 d], but not above the cap */
 	spread = d / 2;
 	d = d - d / 4 + (spread > 0 ? (int64_t)(rnd % (uint64_t)(spread + 1)) :
 	    0);
+	if (d > max)
+		d = max;
 	return d < 1 ? 1 : d;
 }
 

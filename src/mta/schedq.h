@@ -51,10 +51,10 @@ struct retry_policy {
 
 /*
  * Seconds from now until attempt number attempts+1, after `attempts`
- * failed attempts (attempts >= 1): min_backoff * 2^(attempts-1), capped
- * at max_backoff, then spread uniformly over [75 %, 125 %] of that by
- * rnd (any 32-bit random value) so that a burst of failures does not
- * come back as a burst.  Never below 1.
+ * failed attempts (attempts >= 1): min_backoff * 2^(attempts-1), spread
+ * uniformly over [75 %, 125 %] of that by rnd (any 32-bit random value)
+ * so that a burst of failures does not come back as a burst, and never
+ * above max_backoff (at the cap: [75 %, 100 %] of it).  Never below 1.
  */
 int64_t retry_delay(const struct retry_policy *p, unsigned attempts,
     uint32_t rnd);

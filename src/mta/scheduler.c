@@ -1555,14 +1555,15 @@ scheduler_hold(struct scheduler *s, const char *id, bool hold)
 	envelope_init(&e);
 	if (spool_load(s->sp, id, &e, NULL) == 0) {
 		e.hold = hold;
-		if (!hold)
-			e.next_attempt = 0;
 		if (spool_update(s->sp, &e, NULL, NULL) == NULL)
 			log_warn("scheduler: hold %s", id);
 	}
-	envelope_free(&e);
+	/* released: back on its old schedule (like Postfix's postsuper
+	 * -H, into the deferred queue); `flush` makes it due now */
 	if (!hold)
-		schedq_set(&s->q, &m->item, now_ms());
+		schedq_set(&s->q, &m->item, e.next_attempt > 0 ?
+		    e.next_attempt * 1000 : now_ms());
+	envelope_free(&e);
 	sched_arm(s);
 	return 0;
 }
@@ -1714,10 +1715,12 @@ scheduler_free(struct scheduler *s)
 				event_free(dt->rate_ev);
 			free(dt);
 		}
+	mta_shutdown();		/* QUITs and frees still in the background */
 	while ((d = TAILQ_FIRST(&s->deliveries)) != NULL) {
 		d->m = NULL;
 		delivery_free(d);
 	}
+	schedq_free(&s->q);	/* it touches the items: before them */
 	for (size_t i = 0; i < s->mh_size; i++)
 		while (s->mh[i]) {
 			struct smsg *m = s->mh[i];
@@ -1726,7 +1729,6 @@ scheduler_free(struct scheduler *s)
 		}
 	free(s->mh);
 	free(s->dh);
-	schedq_free(&s->q);
 	if (s->tick_ev)
 		event_free(s->tick_ev);
 	if (s->oauth)

@@ -114,11 +114,12 @@ test_retry_delay(void **state)
 	assert_int_equal(retry_delay(&p, 3, 0), 900);
 	assert_int_equal(retry_delay(&p, 4, 0), 1800);
 	assert_int_equal(retry_delay(&p, 5, 0), 3000);	/* 4000 * 0.75 */
-	assert_int_equal(retry_delay(&p, 5, 2000), 5000);	/* 1.25 */
+	assert_int_equal(retry_delay(&p, 5, 1000), 4000);	/* the cap */
+	assert_int_equal(retry_delay(&p, 4, 1200), 3000);	/* 2400 * 1.25 */
 	/* no overflow however many attempts */
 	for (unsigned a = 1; a < 100000; a += 997) {
 		int64_t d = retry_delay(&p, a, xr());
-		assert_true(d >= 1 && d <= 5000);
+		assert_true(d >= 1 && d <= 4000);	/* never above max */
 	}
 	/* degenerate policies still give a positive delay */
 	struct retry_policy z = { 0, 0, 0 };
