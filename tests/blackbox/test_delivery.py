@@ -587,7 +587,7 @@ class Delivery(DeliveryTestCase):
         b = self.submit(gw, tricky_message("flushed"))
         for q in (a, b):
             e = self.wait_event(gw, "delivery.deferred", qid=q)[0]
-            self.assertGreaterEqual(int(e["retry_in"]), 3000, e)
+            self.assertGreaterEqual(int(e["retry_in"]), 2700, e)
         dest = self.sink(DEST, port)
         time.sleep(2)
         self.assertEqual(dest.count(), 0, "retried before retry_min")
@@ -606,8 +606,11 @@ class Delivery(DeliveryTestCase):
         self.assertEqual(len(self.events(gw, "delivery.deferred",
                                          qid=a)), 1)
         self.ctl(gw, "release", a)
-        self.assertIs(gw.queue_show(a).get("hold"), False)
-        self.ctl(gw, "flush", a)
+        # released: due again, at once or at the next flush (it may be
+        # gone by the time we look)
+        p = self.ctl(gw, "flush", a, ok=False)
+        if p.returncode != 0:
+            self.assertIn("no such message", p.stdout + p.stderr)
         self.assert_delivered_event(gw, a, RCPT, "mx1.dest.test", DEST,
                                     port)
         self.wait_gone(gw, [a, b])
