@@ -253,6 +253,16 @@ queue_list(const struct conf *c, bool json)
 	return 0;
 }
 
+/* True if id is a queue id; says so on stderr if not. */
+static bool
+queue_id_ok(const char *id)
+{
+	if (queue_id_valid(id))
+		return true;
+	fprintf(stderr, "ombud: '%s' is not a queue id\n", id);
+	return false;
+}
+
 static int
 queue_show(const struct conf *c, const char *id, bool json)
 {
@@ -260,10 +270,8 @@ queue_show(const struct conf *c, const char *id, bool json)
 	struct buf content;
 	json_t *o;
 
-	if (!queue_id_valid(id)) {
-		fprintf(stderr, "ombud: '%s' is not a queue id\n", id);
+	if (!queue_id_ok(id))
 		return 1;
-	}
 	buf_init(&content);
 	if (spool_read(c->spool_dir, id, &e, &content) != 0) {
 		if (errno == ENOENT)
@@ -353,9 +361,7 @@ queue_change(const struct conf *c, enum queue_op op, int n, char **ids)
 	int rc = 0;
 
 	for (int i = 0; i < n; i++) {
-		if (!queue_id_valid(ids[i])) {
-			fprintf(stderr, "ombud: '%s' is not a queue id\n",
-			    ids[i]);
+		if (!queue_id_ok(ids[i])) {
 			rc = 1;
 			continue;
 		}
@@ -398,13 +404,9 @@ queue_flush(const struct conf *c, int n, char **ids)
 	char req[64], reply[256];
 	int rc = 0;
 
-	for (int i = 0; i < n; i++) {
-		if (!queue_id_valid(ids[i])) {
-			fprintf(stderr, "ombud: '%s' is not a queue id\n",
-			    ids[i]);
+	for (int i = 0; i < n; i++)
+		if (!queue_id_ok(ids[i]))
 			return 1;
-		}
-	}
 	for (int i = 0; i < (n > 0 ? n : 1); i++) {
 		if (n > 0)
 			snprintf(req, sizeof(req), "flush %s", ids[i]);
