@@ -15,7 +15,7 @@ static const struct {
 	const char	*help;
 } commands[] = {
 	{ "serve",	cli_serve,	"run the gateway in the foreground" },
-	{ "queue",	cli_queue,	"list|show|delete|flush queued mail" },
+	{ "queue",	cli_queue,	"list|show|hold|release|flush|delete queued mail" },
 	{ "config",	cli_config,	"check|keys: validate or list config" },
 	{ "passwd",	cli_passwd,	"hash a password for the credentials "
 					"file" },

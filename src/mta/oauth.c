@@ -12,7 +12,7 @@
  *
  * Must never: log or put in an error text a client secret or a token;
  * leave them in freed memory (sodium_memzero); follow redirects; send a
- * secret over plain HTTP except to 127.0.0.1/localhost/[::1]; accept a
+ * secret over plain HTTP except to 127.0.0.0/8, localhost or [::1]; accept a
  * response beyond OAUTH_RESP_MAX bytes; turn off TLS verification; call a
  * callback synchronously or after oauth_cancel(); block the loop.
  */
@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -311,6 +312,17 @@ oauth_url_ok(const char *url)
 		n = strlen(loop[i]);
 		if (ascii_strncasecmp(h, loop[i], n) == 0 &&
 		    (h[n] == '\0' || h[n] == ':' || h[n] == '/'))
+			return true;
+	}
+	/* all of 127.0.0.0/8, as the configuration parser accepts */
+	n = strcspn(h, ":/?#");
+	if (n < INET_ADDRSTRLEN) {
+		char tmp[INET_ADDRSTRLEN];
+		uint8_t a[4];
+
+		memcpy(tmp, h, n);
+		tmp[n] = '\0';
+		if (inet_pton(AF_INET, tmp, a) == 1 && a[0] == 127)
 			return true;
 	}
 	return false;
@@ -694,7 +706,7 @@ oauth_token(struct oauth *o, const struct oauth_client *c, oauth_cb cb,
 	}
 	if (!oauth_url_ok(c->token_url)) {
 		snprintf(err, errlen, "oauth: the token URL must be https:// "
-		    "(http:// only to 127.0.0.1 or localhost)");
+		    "(http:// only to 127.0.0.0/8, localhost or [::1])");
 		return NULL;
 	}
 	if ((e = oauth_entry_find(o, c, h)) == NULL) {
