@@ -25,7 +25,7 @@
 # the sink is not the bottleneck), restarted per measurement; "delivered"
 # = its mesg= counter (the dot received and answered 250).
 #
-# Environment: MESSAGES (10000 per run), SESSIONS (20), SIZE (4096 bytes
+# Environment: MESSAGES (40000 per run), SESSIONS (20), SIZE (4096 bytes
 # of payload), ROUNDS (3), CONNS (20 connections to the sink, for both),
 # REUSE (0: smtp-source opens a connection per message; 1: -d),
 # KEEP (1: keep the work directory), BENCH_DIR (parent of the work
@@ -37,7 +37,7 @@
 set -euo pipefail
 
 OMBUD=${1:-build-release/ombud}
-MESSAGES=${MESSAGES:-10000}
+MESSAGES=${MESSAGES:-40000}
 SESSIONS=${SESSIONS:-20}
 SIZE=${SIZE:-4096}
 ROUNDS=${ROUNDS:-3}
