@@ -12,9 +12,10 @@ password is in a 0600 file (auth_password_file).
   (tls = verify, ca_file), and unverified (tls = required); implicit TLS
   (tls = implicit, Postfix's wrapper mode): the message arrives behind the
   smart host, which logged ESMTPSA (TLS + AUTH).
-- A wrong password: the server's 535 5.7.8 is permanent, the recipient
-  bounces (the report, with the null sender, takes the same route and is
-  refused there too, so it is dropped: no bounce loop).
+- A wrong password: the server's 535 5.7.8 defers the recipient (like
+  Postfix's smtp_sasl_auth_soft_bounce: the operator fixes the password,
+  the sender can do nothing); no bounce, and after the password file is
+  fixed and the gateway reloaded the message goes out.
 - tls = verify with a certificate the gateway does not trust: deferred,
   and the credentials never leave in the clear (Postfix's log shows no
   AUTH; a scripted peer offering AUTH without STARTTLS never sees it).
@@ -29,7 +30,7 @@ import subprocess
 import time
 import unittest
 
-from ombudtest import QID_RE, main, message
+from ombudtest import main, message
 from peers import (DNSMASQ, SASLPASSWD2, SMTP_SINK, DeliveryTestCase,
                    Smarthost, have, make_cert)
 
@@ -191,7 +192,10 @@ class SmartHostRoute(DeliveryTestCase):
         self.assert_same_message(got[0], msg)
         self.wait_gone(gw, qid)
 
-    def test_wrong_password_bounces_as_the_server_says(self):
+    def test_wrong_password_deferred_until_fixed(self):
+        """A refused AUTH (535) defers instead of bouncing, like Postfix's
+        smtp_sasl_auth_soft_bounce: a wrong password is the operator's to
+        fix, not the sender's.  Fixed password + reload: delivered."""
         d, pwfile, sink, sh, dns = self.setup_route()
         with open(pwfile, "w") as f:
             f.write("not-the-password")
@@ -201,21 +205,25 @@ class SmartHostRoute(DeliveryTestCase):
             "auth_password_file": pwfile})
         qid = self.submit(gw, message(sender=self.SENDER, rcpt=RCPT),
                           rcpts=[RCPT])
-        e = self.wait_event(gw, "delivery.bounced", qid=qid, rcpt=RCPT,
-                            peers=[sh])[0]
+        e = self.wait_event(gw, "delivery.deferred", qid=qid, rcpt=RCPT,
+                            count=2, peers=[sh])[-1]
         self.assertRegex(e["reply"], r"^535 5\.7\.8 ", e)
-        dsn = e.get("dsn", "")
-        self.assertRegex(dsn, QID_RE, e)
-        self.wait_event(gw, "queue.dsn", qid=dsn, orig=qid)
-        # the report goes the same way, is refused the same way, and,
-        # having the null sender, is not bounced again
-        e2 = self.wait_event(gw, "delivery.bounced", qid=dsn,
-                             peers=[sh])[0]
-        self.assertEqual(e2.get("dsn"), "none", e2)
-        self.wait_gone(gw, [qid, dsn])
-        self.assertEqual(len(self.events(gw, "queue.dsn")), 1)
-        self.assertEqual(sink.count(), 0)
+        self.assertEqual(self.events(gw, "delivery.bounced"), [])
+        self.assertEqual(self.events(gw, "queue.dsn"), [])
+        self.assertEqual(gw.queue_show(qid)["recipients"][0]["state"],
+                         "deferred")
         self.assertIn("authentication failed", sh.log_text())
+        self.assertEqual(sink.count(), 0)
+        # the operator fixes the password file and reloads
+        with open(pwfile, "w") as f:
+            f.write(PASSWORD + "\n")
+        gw.hup()
+        gw.wait_log(r"event=config\.reloaded")
+        self.wait_event(gw, "delivery.delivered", qid=qid, rcpt=RCPT,
+                        peers=[sh])
+        self.wait_gone(gw, [qid])
+        self.assertEqual(len(sink.wait_count(1, timeout=20)), 1)
+        self.assertNotIn(PASSWORD, gw.log_text(all_runs=True))
 
     def test_untrusted_certificate_deferred_no_auth(self):
         d, pwfile, sink, sh, dns = self.setup_route()
