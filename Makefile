@@ -1,7 +1,8 @@
 # ombud - the two commands of the README, and a few more.
 #
 #   make run    install build dependencies, build, set up ./var, serve
-#   make test   install test dependencies, build (ASan+UBSan), run all tests
+#   make test   install test dependencies, build (ASan+UBSan, and the -O3
+#               release build so its warnings fail too), run all tests
 #   make bench  release build + bench/accept.sh (ombud vs Postfix)
 #   make bench-deliver  release build + bench/deliver.sh (end to end)
 #   make fuzz   libFuzzer builds of every parser (clang), a short run each
@@ -60,7 +61,7 @@ run: build
 	$(BUILD)/ombud config check -c $(CONF)
 	exec $(BUILD)/ombud serve -c $(CONF)
 
-test: test-deps build
+test: test-deps build release
 	@rc=0; meson test -C $(BUILD) --print-errorlogs --num-processes 2 || rc=$$?; \
 	$(PY) tests/summary.py $(BUILD)/meson-logs/testlog.json; exit $$rc
 

@@ -211,9 +211,17 @@ static void
 reply_format(const struct smtp_reply *r, char *out, size_t outlen)
 {
 	char *p;
+	size_t len = strlen(r->text);
+	int n = snprintf(out, outlen, "%d%s%s ", r->code, r->enhanced[0] ?
+	    " " : "", r->enhanced);
 
-	snprintf(out, outlen, "%d%s%s %s", r->code, r->enhanced[0] ? " " :
-	    "", r->enhanced, r->text);
+	if (n < 0 || (size_t)n >= outlen)
+		return;
+	/* a long reply is cut: its start says what matters */
+	if (len > outlen - (size_t)n - 1)
+		len = outlen - (size_t)n - 1;
+	memcpy(out + n, r->text, len);
+	out[(size_t)n + len] = '\0';
 	for (p = out; *p; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';

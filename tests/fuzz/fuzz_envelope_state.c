@@ -51,7 +51,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct buf enc;
 	size_t n = 0, cn = 0;
 	const char *p;
-	char *copy = malloc(size ? size : 1);
+	char *copy = calloc(1, size ? size : 1);
 	int checked;
 
 	if (copy == NULL)

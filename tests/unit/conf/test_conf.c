@@ -471,12 +471,13 @@ struct secrets {
 static const char *
 secret_file(struct secrets *s, const char *content, size_t len, mode_t mode)
 {
-	char *p;
+	char *p, tmp[sizeof(s->path[0])];
 	int fd;
 
 	assert_true(s->n < nitems(s->path));
 	p = s->path[s->n];
-	snprintf(p, sizeof(s->path[0]), "%s/s%zu", s->dir, s->n);
+	snprintf(tmp, sizeof(tmp), "%s/s%zu", s->dir, s->n);
+	memcpy(p, tmp, sizeof(tmp));
 	s->n++;
 	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
 	assert_true(fd >= 0);
