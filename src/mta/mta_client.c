@@ -314,6 +314,16 @@ mta_tls_cache_get(struct mta_conn *c)
 
 /* --- helpers ------------------------------------------------------------- */
 
+/* True if the content has a byte above 0x7f. */
+static bool
+mta_has_8bit(const char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)p[i] & 0x80)
+			return true;
+	return false;
+}
+
 /* A reply of our own ("553 5.6.7 text"), for local failures. */
 static void
 mta_local_reply(struct smtp_reply *r, const char *line)
@@ -1392,6 +1402,14 @@ mta_send(struct mta_conn *c, const struct mta_tx *tx, mta_sent_cb cb,
 		mta_tx_local_fail(c, MTA_STAGE_MAIL, "553 5.6.7 The message "
 		    "needs SMTPUTF8, which the server does not offer");
 		return 0;
+	}
+	if (!(c->ehlo.ext & EHLO_8BITMIME) && e->body != SMTP_BODY_7BIT &&
+	    mta_has_8bit(tx->content, tx->content_len)) {
+		/* RFC 6152 wants a 7-bit downgrade here; like Postfix with
+		 * content it cannot convert, it goes out as it is (nearly
+		 * every server takes it), and the log says so */
+		log_event(LOG_LVL_WARN, "mta.8bit_without_8bitmime", "qid",
+		    e->id, "host", c->host, NULL);
 	}
 	if ((c->ehlo.ext & EHLO_SIZE) && c->ehlo.size > 0 &&
 	    (uint64_t)tx->content_len > c->ehlo.size) {

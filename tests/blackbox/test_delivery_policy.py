@@ -156,6 +156,32 @@ class Policy(DeliveryTestCase):
         self.assertGreaterEqual(span, 1.8, stamps)
         self.wait_gone(gw, qids)
 
+    def test_8bit_to_a_server_without_8bitmime(self):
+        """Declared 8BITMIME goes out with BODY=8BITMIME where offered;
+        where not, it goes out as it is and the log says so."""
+        port = free_common_port([DEST])
+        dns = self.dns(records())
+        peer = self.scripted(DEST, port, rules=[], ehlo=(
+            "PIPELINING", "ENHANCEDSTATUSCODES"))
+        gw = self.delivery_gateway(dns, port)
+        body = "Felanmälan: kylskåpet är trasigt.\r\n".encode()
+        msg = message(sender=self.SENDER, rcpt=RCPT).replace(
+            b"Hello.\r\n", body)
+        self.assertIn(body, msg)
+        with gw.connect("relay") as c:
+            c.ehlo("client.test")
+            c.cmd(f"MAIL FROM:<{self.SENDER}> BODY=8BITMIME", "250")
+            c.cmd(f"RCPT TO:<{RCPT}>", "250")
+            c.cmd("DATA", "354")
+            c.send(msg + b".\r\n")
+            qid = queue_id_of(c.expect("250"))
+            c.cmd("QUIT", "221")
+        got = peer.wait_count(1)
+        self.assertTrue(got[0].content.endswith(body), got[0].content)
+        self.assertNotIn("BODY=", got[0].mail_args or "")
+        self.wait_event(gw, "mta.8bit_without_8bitmime", qid=qid)
+        self.wait_gone(gw, [qid])
+
     # --- XOAUTH2 smart host ---------------------------------------------------
 
     def token_endpoint(self, token):
