@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CONF_FILE_MAX	(1024 * 1024)
@@ -40,6 +41,8 @@ enum ktype { K_STR, K_U64, K_SIZE, K_DURATION, K_BOOL, K_LOGFMT, K_LOGLVL,
 	K_URL,		/* https://, or http:// to a loopback host */
 	K_FILE,		/* path of a readable file */
 	K_SECRET,	/* path of a file; the field gets its content */
+	K_DATE,		/* int64 unix seconds: YYYY-MM-DD (00:00 UTC) or
+			   YYYY-MM-DDTHH:MM:SSZ; "never" = 0 */
 };
 enum ksect { S_GLOBAL, S_LISTENER, S_ROUTE };
 
@@ -161,6 +164,23 @@ static const struct kdef keys[] = {
 	G("oauth_ca_file", K_STR, oauth_ca_file, NULL, 0, 0,
 	  "PEM CA file for the OAuth token endpoints (xoauth2_token_url); "
 	  "default: the system store."),
+	G("store", K_STR, store, "sqlite:var/ombud.db", 0, 0,
+	  "The tenant database (companies, domains, users, submission "
+	  "credentials): sqlite:PATH."),
+	G("secret_key_file", K_STR, secret_key_file, "var/secret.key", 0, 0,
+	  "32-byte key (mode 0600, outside the database) that encrypts "
+	  "stored secrets such as companies' SMTP passwords; "
+	  "`ombud secret-key generate FILE` makes one."),
+	G("platform_smarthost_route", K_ROUTEREF, platform_smarthost_route,
+	  NULL, 0, 0, "The [route] used by companies whose route is "
+	  "platform-smarthost."),
+	G("authentication_required_from", K_DATE,
+	  authentication_required_from, "never", 0, 0,
+	  "From this date (YYYY-MM-DD, UTC), platform-relay mail from a "
+	  "domain that does not pass SPF and DKIM is held, not sent."),
+	G("choice_required_from", K_DATE, choice_required_from, "never", 0,
+	  0, "From this date (YYYY-MM-DD, UTC), companies without a route "
+	  "choice cannot submit mail (5.7.1 at RCPT)."),
 	L("address", K_STR, address, NULL,
 	  "host:port or [ipv6]:port to listen on (required)."),
 	L("tls", K_TLS, tls, "none",
@@ -814,6 +834,32 @@ ktype_string(enum ktype t)
 	}
 }
 
+/* "never" (0), "YYYY-MM-DD" or "YYYY-MM-DDTHH:MM:SSZ", UTC. */
+static int
+parse_date(const char *v, int64_t *out)
+{
+	struct tm tm;
+	const char *end;
+	time_t t;
+
+	if (strcmp(v, "never") == 0) {
+		*out = 0;
+		return 0;
+	}
+	memset(&tm, 0, sizeof(tm));
+	end = strptime(v, "%Y-%m-%d", &tm);
+	if (end != NULL && *end == 'T')
+		end = strptime(end, "T%H:%M:%SZ", &tm);
+	if (end == NULL || *end != '\0' || tm.tm_year < 70 ||
+	    tm.tm_year > 8099 || strlen(v) < 10 || v[4] != '-' ||
+	    v[7] != '-')
+		return -1;
+	if ((t = timegm(&tm)) == (time_t)-1)
+		return -1;
+	*out = (int64_t)t;
+	return 0;
+}
+
 static int
 set_rtls(const struct kdef *k, void *field, const char *v, struct perr *pe,
     int line)
@@ -909,6 +955,12 @@ set_key(const struct kdef *k, void *obj, const char *v, struct perr *pe,
 		return 0;
 	case K_RTLS:
 		return set_rtls(k, field, v, pe, line);
+	case K_DATE:
+		if (parse_date(v, (int64_t *)(void *)field) != 0)
+			return perr_set(pe, line, k->key,
+			    "'%s' is not a date (YYYY-MM-DD or "
+			    "YYYY-MM-DDTHH:MM:SSZ, UTC) or never", v);
+		return 0;
 	case K_NETS:
 		if (parse_nets(v, (struct conf_listener *)obj) != 0)
 			return perr_set(pe, line, k->key,
@@ -1162,6 +1214,12 @@ check_global(const struct conf *c, const int *glines, struct perr *pe)
 		return perr_set(pe, gline(glines, "default_route"),
 		    "default_route", "there is no "
 		    "[route %s] section", c->default_route);
+	}
+	if (c->platform_smarthost_route != NULL &&
+	    conf_route_find(c, c->platform_smarthost_route) == NULL) {
+		return perr_set(pe, gline(glines, "platform_smarthost_route"),
+		    "platform_smarthost_route", "there is no [route %s] "
+		    "section", c->platform_smarthost_route);
 	}
 	return 0;
 }

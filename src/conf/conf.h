@@ -118,6 +118,12 @@ struct conf {
 	uint64_t		delivery_timeout_command;
 	uint64_t		delivery_timeout_data;
 	char			*oauth_ca_file;	/* NULL: system store */
+	/* tenants */
+	char			*store;		/* "sqlite:PATH" */
+	char			*secret_key_file;
+	char			*platform_smarthost_route; /* NULL: none */
+	int64_t			authentication_required_from; /* 0: never */
+	int64_t			choice_required_from;	/* 0: never */
 	size_t			nroutes;
 	struct conf_route	routes[CONF_MAX_ROUTES];
 	size_t			nlisteners;

@@ -731,6 +731,46 @@ test_xoauth2_rules(void **state)
 	assert_null(strstr(err, "TOPSECRET"));
 }
 
+/* Policy dates: YYYY-MM-DD or a UTC timestamp, "never" = 0. */
+static void
+test_dates(void **state)
+{
+	char err[512];
+	struct conf *c = parse(base, err, sizeof(err));
+
+	assert_non_null(c);
+	assert_int_equal(c->authentication_required_from, 0);
+	assert_int_equal(c->choice_required_from, 0);
+	assert_null(c->platform_smarthost_route);
+	assert_string_equal(c->store, "sqlite:var/ombud.db");
+	conf_free(c);
+	c = parsef(err, sizeof(err), "authentication_required_from = "
+	    "2026-12-01\nchoice_required_from = 2027-02-03T04:05:06Z\n%s",
+	    base);
+	assert_non_null(c);
+	assert_int_equal(c->authentication_required_from, 1796083200);
+	assert_int_equal(c->choice_required_from, 1801627506);
+	conf_free(c);
+	static const char *const bad[] = { "2026-13-01", "2026-12-1",
+	    "tomorrow", "2026-12-01T10:00:00", "2026-12-01x", "1969-12-31",
+	    "2026-12-01T25:00:00Z" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_null(parsef(err, sizeof(err), "choice_required_from = "
+		    "%s\n%s", bad[i], base));
+		assert_non_null(strstr(err, "t.conf:1: key "
+		    "'choice_required_from': "));
+	}
+	/* platform_smarthost_route must name a route */
+	assert_null(parsef(err, sizeof(err), "platform_smarthost_route = up\n"
+	    "%s", base));
+	assert_non_null(strstr(err, "there is no [route up] section"));
+	c = parsef(err, sizeof(err), "platform_smarthost_route = up\n%s"
+	    "[route up]\nhost = smtp.example.net\n", base);
+	assert_non_null(c);
+	assert_string_equal(c->platform_smarthost_route, "up");
+	conf_free(c);
+}
+
 /* docs/CONFIG.md must hold exactly the table `ombud config keys` prints
  * (the same format as cli_config.c), as its last table. */
 static void
@@ -796,6 +836,7 @@ main(void)
 		    secrets_setup, secrets_teardown),
 		cmocka_unit_test_setup_teardown(test_xoauth2_rules,
 		    secrets_setup, secrets_teardown),
+		cmocka_unit_test(test_dates),
 		cmocka_unit_test(test_docs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
