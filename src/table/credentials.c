@@ -465,36 +465,64 @@ credentials_close(struct credentials *c)
 	free(c);
 }
 
+/* found: whether hash is the user's (else the dummy is verified, so
+ * that an unknown user costs the same time). */
+static int
+cred_verify(char hash[crypto_pwhash_STRBYTES], int found,
+    const char *password)
+{
+	size_t plen = strnlen(password, CREDENTIALS_PASS_MAX + 1);
+	int rc = -1;
+
+	if (plen > CREDENTIALS_PASS_MAX)
+		found = 0;
+	if (found == 0 && !strlcpy_ok(hash, cred_dummy_hash,
+	    crypto_pwhash_STRBYTES))
+		fatalx("credentials: dummy hash");
+	errno = 0;
+	if (crypto_pwhash_str_verify(hash, password,
+	    plen > CREDENTIALS_PASS_MAX ? CREDENTIALS_PASS_MAX : plen) == 0)
+		rc = found;
+	else if (errno == EINVAL)	/* libsodium's "mismatch" */
+		rc = 0;
+	else
+		log_warn("credentials: cannot verify a password");
+	sodium_memzero(hash, crypto_pwhash_STRBYTES);
+	return rc;
+}
+
 int
 credentials_check(struct credentials *c, const char *user,
     const char *password)
 {
 	char hash[crypto_pwhash_STRBYTES];
-	size_t plen;
-	int found = 0, rc = -1;
+	int found = 0;
 
 	if (c == NULL || user == NULL || password == NULL)
 		fatalx("credentials_check: NULL argument");
-	plen = strnlen(password, CREDENTIALS_PASS_MAX + 1);
-	if (credentials_user_valid(user) && plen <= CREDENTIALS_PASS_MAX &&
+	if (credentials_user_valid(user) && strnlen(password,
+	    CREDENTIALS_PASS_MAX + 1) <= CREDENTIALS_PASS_MAX &&
 	    (found = c->be->lookup(c->h, user, hash)) < 0) {
 		log_warnx("credentials: %s lookup failed", c->be->scheme);
-		goto fail;
+		sodium_memzero(hash, sizeof(hash));
+		return -1;
 	}
-	if (found == 0 && !strlcpy_ok(hash, cred_dummy_hash, sizeof(hash)))
-		fatalx("credentials_check: dummy hash");
-	errno = 0;
-	if (crypto_pwhash_str_verify(hash, password, plen) == 0)
-		rc = found;
-	else if (errno == EINVAL)	/* libsodium's "mismatch" */
-		rc = 0;
-	else {
-		log_warn("credentials: cannot verify a password");
-		goto fail;
-	}
-fail:
-	sodium_memzero(hash, sizeof(hash));
-	return rc;
+	return cred_verify(hash, found, password);
+}
+
+int
+credentials_verify_hash(const char *hash, const char *password)
+{
+	char h[crypto_pwhash_STRBYTES];
+	int found = 0;
+
+	cred_sodium_init();
+	if (password == NULL)
+		fatalx("credentials_verify_hash: NULL password");
+	if (hash != NULL && cred_hash_problem(hash) == NULL &&
+	    strlcpy_ok(h, hash, sizeof(h)))
+		found = 1;
+	return cred_verify(h, found, password);
 }
 
 int

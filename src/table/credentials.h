@@ -33,6 +33,11 @@ void credentials_close(struct credentials *c);
 int credentials_check(struct credentials *c, const char *user,
     const char *password);
 
+/* The same check against a hash found elsewhere (the tenant database);
+ * hash NULL (unknown user) or malformed verifies a dummy hash, taking the
+ * same time, and gives 0.  Thread-safe. */
+int credentials_verify_hash(const char *hash, const char *password);
+
 /* Argon2id hash for a new password (interactive limits). 0 or -1
  * (empty or longer than CREDENTIALS_PASS_MAX, out too small). */
 int credentials_hash(const char *password, char *out, size_t outlen);
