@@ -206,7 +206,11 @@ ombud_start() {	# fresh spool each time
 	hostname = bench.localhost
 	spool_dir = $dir/spool
 	run_dir = $dir/run
+	store = sqlite:$dir/ombud.db
+	secret_key_file = $dir/secret.key
 	log_format = text
+	delivery = no
+	dns_servers = 127.0.0.1:9
 	$OMBUD_CONF_EXTRA
 
 	[listener bench]

@@ -250,6 +250,8 @@ ombud_start() {	# fresh spool each time; delivery to the current sink
 	hostname = bench.localhost
 	spool_dir = $dir/spool
 	run_dir = $dir/run
+	store = sqlite:$dir/ombud.db
+	secret_key_file = $dir/secret.key
 	log_format = text
 	delivery = yes
 	dns_servers = 127.0.0.1:9

@@ -134,6 +134,7 @@ envelope_json(const struct envelope *e)
 	    e->content_size));
 	json_object_set_new(o, "from", json_string(e->mail_from));
 	json_object_set_new(o, "user", json_string(e->user));
+	json_object_set_new(o, "tenant", json_string(e->tenant));
 	json_object_set_new(o, "peer", json_string(e->peer));
 	json_object_set_new(o, "helo", json_string(e->helo));
 	if (e->envid[0])
