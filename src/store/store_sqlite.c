@@ -1526,7 +1526,10 @@ sq_user_mass_update(struct store *st, const struct user_filter *f,
 		    f->company ? f->company : "");
 		goto fail;
 	}
-	if ((rc = sq_mass_ids(st, f, &ids, &nids)) != STORE_OK)
+	/* The address list is not kept past the call. */
+	if ((rc = sq_mass_ids(st, f, &ids, &nids)) != STORE_OK ||
+	    (f->emails != NULL && (rc = sq_exec(st,
+	    "DELETE FROM temp.mass_email")) != STORE_OK))
 		goto fail;
 	*matched = nids;
 	rc = STORE_ERROR;
