@@ -38,6 +38,7 @@
 #include "dns/dns.h"
 #include "queue/queue_id.h"
 #include "queue/spool.h"
+#include "tenant/tenant.h"
 #include "tls/tls.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -70,6 +71,9 @@ struct delivery;
 
 struct smsg {
 	char			 id[QUEUE_ID_LEN + 1];
+	TAILQ_ENTRY(smsg)	 wentry;	/* s->auth_wait */
+	bool			 auth_wait;
+	char			 wait_domain[DNS_NAME_MAX + 1];
 	struct smsg		*hnext;		/* id hash chain */
 	struct schedq_item	 item;		/* .data = this */
 	int64_t			 created;
@@ -77,6 +81,8 @@ struct smsg {
 	bool			 deleted;	/* while in flight */
 	struct delivery		*dlv;		/* in flight */
 };
+
+TAILQ_HEAD(msg_list, smsg);
 
 struct job {
 	TAILQ_ENTRY(job)	 entry;
@@ -139,8 +145,11 @@ struct dest {
 	struct dest		*hnext;
 	unsigned		 busy;		/* dest_kick depth: not
 						   freed while > 0 */
-	bool			 is_route;
-	const char		*name;		/* after the "mx:"/"route:" */
+	bool			 is_route;	/* a smart host: route or
+						   tenant (not MX) */
+	bool			 is_tenant;	/* a company's own server */
+	const char		*name;		/* after the "mx:", "route:"
+						   or "tenant:" */
 	struct job_list		 jobs;
 	size_t			 njobs;
 	struct sconn_list	 conns;
@@ -171,6 +180,10 @@ struct scheduler {
 	struct delivery_list	 deliveries;
 	struct dest_list	 waiting;	/* dests wanting a connection
 						   slot */
+	struct tenants		*tenants;	/* companies' routes */
+	struct msg_list		 auth_wait;	/* platform-relay mail held
+						   until its domain passes
+						   SPF and DKIM */
 	bool			 stopping;
 	struct scheduler_stats	 st;
 };
@@ -329,6 +342,8 @@ msg_drop(struct scheduler *s, struct smsg *m)
 		*pp = m->hnext;
 	if (m->item.pos != SCHEDQ_NONE)
 		schedq_remove(&s->q, &m->item);
+	if (m->auth_wait)
+		TAILQ_REMOVE(&s->auth_wait, m, wentry);
 	s->nmsg--;
 	free(m);
 }
@@ -336,7 +351,7 @@ msg_drop(struct scheduler *s, struct smsg *m)
 /* --- destinations -------------------------------------------------- */
 
 static struct dest *
-dest_get(struct scheduler *s, const char *key, bool is_route)
+dest_get(struct scheduler *s, const char *key, bool is_route, bool is_tenant)
 {
 	uint32_t h = hash_str(key);
 	struct dest **pp = &s->dh[h & (s->dh_size - 1)], *dt;
@@ -347,8 +362,9 @@ dest_get(struct scheduler *s, const char *key, bool is_route)
 	dt = xcalloc(1, sizeof(*dt));
 	dt->s = s;
 	strlcpy_ok(dt->key, key, sizeof(dt->key));
-	dt->is_route = is_route;
-	dt->name = dt->key + (is_route ? 6 : 3);
+	dt->is_route = is_route || is_tenant;
+	dt->is_tenant = is_tenant;
+	dt->name = strchr(dt->key, ':') + 1;
 	TAILQ_INIT(&dt->jobs);
 	TAILQ_INIT(&dt->conns);
 	*pp = dt;
@@ -379,16 +395,77 @@ dest_gc(struct dest *dt)
 	free(dt);
 }
 
+/* A smart host's settings: a [route] of the configuration, or a
+ * company's own server from the tenant database. */
+struct relay {
+	const char	*host;
+	uint16_t	 port;
+	enum route_tls	 tls;
+	const char	*auth_user;		/* NULL: no AUTH */
+	const char	*auth_pass;
+	bool		 xoauth2;
+	struct oauth_client oc;
+	SSL_CTX		*ssl;
+	unsigned	 max_connections;	/* 0: the default */
+};
+
+/* The settings of smart-host destination dt now; false if they are gone
+ * (the route left the configuration, the company its own server). */
+static bool
+dest_relay(const struct dest *dt, struct relay *r)
+{
+	const struct scheduler *s = dt->s;
+	const struct conf_route *rt;
+	const struct company *co;
+
+	memset(r, 0, sizeof(*r));
+	if (dt->is_tenant) {
+		co = tenants_company(s->tenants, dt->name);
+		if (co == NULL || co->route != ROUTE_OWN_SERVER ||
+		    co->own.host[0] == '\0')
+			return false;
+		r->host = co->own.host;
+		r->port = co->own.port ? co->own.port : 587;
+		r->tls = co->own.tls;
+		r->auth_user = co->own.auth_user[0] ? co->own.auth_user : NULL;
+		if (co->own.xoauth2_token_url[0]) {
+			r->xoauth2 = true;
+			r->oc.token_url = co->own.xoauth2_token_url;
+			r->oc.client_id = co->own.xoauth2_client_id;
+			r->oc.client_secret = co->own.secret;
+			r->oc.scope = co->own.xoauth2_scope;
+		} else
+			r->auth_pass = co->own.secret;
+		r->ssl = s->mx_ssl;	/* public servers: system CAs */
+		return true;
+	}
+	if ((rt = conf_route_find(s->conf, dt->name)) == NULL)
+		return false;
+	r->host = rt->host;
+	r->port = (uint16_t)rt->port;
+	r->tls = rt->tls;
+	r->auth_user = rt->auth_user;
+	r->auth_pass = rt->auth_password;
+	if (rt->xoauth2_token_url) {
+		r->xoauth2 = true;
+		r->oc.token_url = rt->xoauth2_token_url;
+		r->oc.client_id = rt->xoauth2_client_id;
+		r->oc.client_secret = rt->xoauth2_secret;
+		r->oc.scope = rt->xoauth2_scope;
+	}
+	r->ssl = s->route_ssl[rt - s->conf->routes];
+	r->max_connections = (unsigned)rt->max_connections;
+	return true;
+}
+
 static unsigned
 dest_conn_limit(const struct dest *dt)
 {
-	const struct conf *c = dt->s->conf;
-	const struct conf_route *r;
+	struct relay r;
 
-	if (dt->is_route && (r = conf_route_find(c, dt->name)) != NULL &&
-	    r->max_connections > 0)
-		return (unsigned)r->max_connections;
-	return (unsigned)c->dest_max_connections;
+	if (dt->is_route && dest_relay(dt, &r) && r.max_connections > 0)
+		return r.max_connections;
+	return (unsigned)dt->s->conf->dest_max_connections;
 }
 
 /* --- results ------------------------------------------------------- */
@@ -599,19 +676,28 @@ sconn_ready_cb(void *arg, struct mta_conn *mc, const struct mta_result *res)
 		sconn_fail_set(c, cls == 5 && res->stage != MTA_STAGE_AUTH,
 		    "%s", r);
 		if (res->stage == MTA_STAGE_AUTH && c->token && dt->is_route) {
-			const struct conf_route *rt = conf_route_find(
-			    dt->s->conf, dt->name);
-			if (rt && rt->xoauth2_token_url && dt->s->oauth) {
-				struct oauth_client oc = {
-					rt->xoauth2_token_url,
-					rt->xoauth2_client_id,
-					rt->xoauth2_secret, rt->xoauth2_scope };
-				oauth_invalidate(dt->s->oauth, &oc);
-			}
+			struct relay rl;
+			if (dest_relay(dt, &rl) && rl.xoauth2 && dt->s->oauth)
+				oauth_invalidate(dt->s->oauth, &rl.oc);
 		}
 	}
 	c->addr_i++;
 	sconn_try_addr(c);
+}
+
+/* The smart host's settings are gone: defer what waits for it. */
+static void
+sconn_not_configured(struct sconn *c)
+{
+	struct dest *dt = c->dest;
+
+	if (dt->is_tenant)
+		sconn_fail_set(c, false, "451 4.3.5 Company %s has no own "
+		    "mail server configured", dt->name);
+	else
+		sconn_fail_set(c, false, "451 4.3.5 Route %s is not "
+		    "configured", dt->name);
+	sconn_give_up(c);
 }
 
 static void
@@ -620,29 +706,24 @@ sconn_connect(struct sconn *c)
 	struct dest *dt = c->dest;
 	struct scheduler *s = dt->s;
 	const struct conf *cf = s->conf;
-	const struct conf_route *rt = NULL;
+	struct relay rl;
 	struct mta_conn_params p;
 	char ip[INET6_ADDRSTRLEN];
 	struct sockaddr_storage *ss = &c->addr[c->addr_i];
 	uint16_t port;
-	int ri = -1;
 
 	memset(&p, 0, sizeof(p));
 	if (dt->is_route) {
-		rt = conf_route_find(cf, dt->name);
-		if (rt == NULL) {
-			sconn_fail_set(c, false, "451 4.3.5 Route %s is not "
-			    "configured", dt->name);
-			sconn_give_up(c);
+		if (!dest_relay(dt, &rl)) {
+			sconn_not_configured(c);
 			return;
 		}
-		ri = (int)(rt - cf->routes);
-		port = (uint16_t)rt->port;
-		p.tls = (enum mta_tls)rt->tls;
-		p.auth_user = rt->auth_user;
-		p.auth_pass = rt->auth_password;
+		port = rl.port;
+		p.tls = (enum mta_tls)rl.tls;
+		p.auth_user = rl.auth_user;
+		p.auth_pass = rl.xoauth2 ? NULL : rl.auth_pass;
 		p.xoauth2_token = c->token;
-		p.ssl_ctx = s->route_ssl[ri];
+		p.ssl_ctx = rl.ssl;
 	} else {
 		port = (uint16_t)cf->mx_port;
 		p.tls = (enum mta_tls)cf->mx_tls;
@@ -716,19 +797,16 @@ sconn_try_addr(struct sconn *c)
 		return;
 	}
 	if (dt->is_route && c->token == NULL) {
-		const struct conf_route *rt = conf_route_find(s->conf,
-		    dt->name);
-		if (rt && rt->xoauth2_token_url) {
-			struct oauth_client oc = { rt->xoauth2_token_url,
-				rt->xoauth2_client_id, rt->xoauth2_secret,
-				rt->xoauth2_scope };
+		struct relay rl;
+
+		if (dest_relay(dt, &rl) && rl.xoauth2) {
 			char err[256];
 
 			if (s->oauth == NULL)
 				s->oauth = oauth_new(s->base,
 				    s->conf->oauth_ca_file, err, sizeof(err));
 			if (s->oauth == NULL || (c->oreq = oauth_token(
-			    s->oauth, &oc, sconn_token_cb, c, err,
+			    s->oauth, &rl.oc, sconn_token_cb, c, err,
 			    sizeof(err))) == NULL) {
 				sconn_fail_set(c, false, "454 4.7.0 OAuth: %s",
 				    err);
@@ -866,16 +944,15 @@ sconn_start(struct dest *dt)
 	dt->nconnecting++;
 	s->nconns++;
 	if (dt->is_route) {
-		const struct conf_route *rt = conf_route_find(s->conf,
-		    dt->name);
+		struct relay rl;
+		bool ok = dest_relay(dt, &rl);
+
 		c->nhosts = 1;
 		c->hosts = xcalloc(1, sizeof(*c->hosts));
-		strlcpy_ok(c->hosts[0], rt ? rt->host : dt->name,
+		strlcpy_ok(c->hosts[0], ok ? rl.host : dt->name,
 		    sizeof(c->hosts[0]));
-		if (rt == NULL) {
-			sconn_fail_set(c, false, "451 4.3.5 Route %s is not "
-			    "configured", dt->name);
-			sconn_give_up(c);
+		if (!ok) {
+			sconn_not_configured(c);
 			return;
 		}
 		sconn_resolve_host(c);
@@ -1363,13 +1440,83 @@ rcpt_domain(const char *addr, char *out, size_t outlen)
 	return true;
 }
 
+/* The platform-relay policy: from authentication_required_from on, mail
+ * from a domain that does not pass SPF and DKIM waits (not sent, not
+ * lost, never expired) until the domain passes.  True if m must wait. */
+static bool
+delivery_auth_hold(struct scheduler *s, const struct envelope *e,
+    const struct company *co, char *dom, size_t domlen)
+{
+	const struct tenant_domain *td;
+	int64_t from = s->conf->authentication_required_from;
+
+	if (from == 0 || now_s() < from || e->mail_from[0] == '\0' ||
+	    !rcpt_domain(e->mail_from, dom, domlen))
+		return false;
+	td = tenants_domain(s->tenants, dom);
+	return td == NULL || tenants_domain_company(s->tenants, td) != co ||
+	    !td->spf_ok || !td->dkim_ok;
+}
+
+/*
+ * Where d's message goes: *route NULL for MX, else a [route] name or
+ * (*tenant) a company id whose own server it is.  By the company's
+ * choice; the configuration's default_route for mail without a company
+ * or one that has not chosen.  Returns -1 when the message must wait for
+ * its domain's authentication (then d was freed).
+ */
+static int
+delivery_route(struct delivery *d, const char **route, bool *tenant)
+{
+	struct scheduler *s = d->s;
+	const struct company *co = tenants_company(s->tenants, d->env.tenant);
+	struct smsg *m = d->m;
+
+	*tenant = false;
+	*route = strcmp(s->conf->default_route, "mx") == 0 ? NULL :
+	    s->conf->default_route;
+	if (co == NULL)
+		return 0;
+	switch (co->route) {
+	case ROUTE_OWN_SERVER:
+		*route = co->id;
+		*tenant = true;
+		break;
+	case ROUTE_PLATFORM_SMARTHOST:
+		/* conf guarantees the route exists when set */
+		*route = s->conf->platform_smarthost_route ?
+		    s->conf->platform_smarthost_route : "-";
+		break;
+	case ROUTE_PLATFORM_RELAY:
+		*route = NULL;
+		if (delivery_auth_hold(s, &d->env, co, m->wait_domain,
+		    sizeof(m->wait_domain))) {
+			log_event(LOG_LVL_WARN, "delivery.held_unauthenticated",
+			    "qid", m->id, "company", co->id, "domain",
+			    m->wait_domain, "reason", "the domain does not "
+			    "pass SPF and DKIM verification", NULL);
+			if (!m->auth_wait) {
+				m->auth_wait = true;
+				TAILQ_INSERT_TAIL(&s->auth_wait, m, wentry);
+			}
+			delivery_free(d);
+			return -1;
+		}
+		break;
+	case ROUTE_NONE:
+	default:
+		break;
+	}
+	return 0;
+}
+
 /* Start an attempt: load the message and hand out its jobs. */
 static void
 delivery_start(struct scheduler *s, struct smsg *m)
 {
 	struct delivery *d = xcalloc(1, sizeof(*d));
-	const char *route = s->conf->default_route;
-	bool mx = route == NULL || strcmp(route, "mx") == 0;
+	const char *route;
+	bool mx, tenant = false;
 	size_t *todo = NULL, ntodo = 0;
 
 	d->s = s;
@@ -1392,6 +1539,9 @@ delivery_start(struct scheduler *s, struct smsg *m)
 		delivery_free(d);
 		return;
 	}
+	if (delivery_route(d, &route, &tenant) != 0)
+		return;		/* held: d is gone */
+	mx = route == NULL;
 	d->news = xcalloc(d->env.nrcpt ? d->env.nrcpt : 1, 1);
 	d->njobs = 1;		/* held while jobs are handed out */
 	todo = xcalloc(d->env.nrcpt ? d->env.nrcpt : 1, sizeof(*todo));
@@ -1418,8 +1568,9 @@ delivery_start(struct scheduler *s, struct smsg *m)
 		if (mx)
 			snprintf(key, sizeof(key), "mx:%s", dom);
 		else
-			snprintf(key, sizeof(key), "route:%s", route);
-		dt = dest_get(s, key, !mx);
+			snprintf(key, sizeof(key), "%s:%s", tenant ?
+			    "tenant" : "route", route);
+		dt = dest_get(s, key, !mx && !tenant, tenant);
 		j = xcalloc(1, sizeof(*j));
 		j->d = d;
 		j->dest = dt;
@@ -1678,6 +1829,7 @@ scheduler_new(struct event_base *base, struct spool *sp, const struct conf *c,
 	schedq_init(&s->q);
 	TAILQ_INIT(&s->deliveries);
 	TAILQ_INIT(&s->waiting);
+	TAILQ_INIT(&s->auth_wait);
 	s->tick_ev = evtimer_new(base, sched_tick_cb, s);
 	memset(&dopts, 0, sizeof(dopts));
 	dopts.servers = c->dns_servers;
@@ -1744,5 +1896,32 @@ scheduler_free(struct scheduler *s)
 	if (s->dns)
 		dns_free(s->dns);
 	scheduler_free_ssl(s);
+	tenants_unref(s->tenants);
 	free(s);
+}
+
+void
+scheduler_set_tenants(struct scheduler *s, struct tenants *t)
+{
+	struct smsg *m, *next;
+	char dom[DNS_NAME_MAX + 1];
+
+	tenants_unref(s->tenants);
+	s->tenants = tenants_ref(t);
+	/* held platform-relay mail whose domain passes now goes out */
+	for (m = TAILQ_FIRST(&s->auth_wait); m != NULL; m = next) {
+		const struct tenant_domain *td = tenants_domain(t,
+		    m->wait_domain);
+		next = TAILQ_NEXT(m, wentry);
+		strlcpy_ok(dom, m->wait_domain, sizeof(dom));
+		if (td == NULL || !td->spf_ok || !td->dkim_ok)
+			continue;
+		TAILQ_REMOVE(&s->auth_wait, m, wentry);
+		m->auth_wait = false;
+		log_event(LOG_LVL_INFO, "delivery.released_authenticated",
+		    "qid", m->id, "domain", dom, NULL);
+		if (!m->hold && m->dlv == NULL)
+			schedq_set(&s->q, &m->item, now_ms());
+	}
+	sched_arm(s);
 }

@@ -32,6 +32,7 @@ struct conf;
 struct event_base;
 struct spool;
 struct scheduler;
+struct tenants;
 
 /* c must stay valid until scheduler_reconfigure or scheduler_free.
  * NULL with err filled on failure (DNS or TLS set-up). */
@@ -45,6 +46,11 @@ void scheduler_free(struct scheduler *s);
 /* A new configuration (after SIGHUP).  Jobs in flight keep going. */
 int scheduler_reconfigure(struct scheduler *s, const struct conf *c,
     char *err, size_t errlen);
+
+/* A new snapshot of the tenant database (how each company's mail
+ * leaves); held platform-relay mail whose domain now passes SPF and DKIM
+ * is released.  The scheduler takes a reference. */
+void scheduler_set_tenants(struct scheduler *s, struct tenants *t);
 
 /* Load every live message from the spool (at start). */
 int scheduler_rebuild(struct scheduler *s);

@@ -17,6 +17,9 @@
 #include "smtp/smtp_server.h"
 #include "ctl/control.h"
 #include "mta/scheduler.h"
+#include "store/store.h"
+#include "tenant/tenant.h"
+#include "common/secretbox.h"
 #include "queue/spool.h"
 #include "table/credentials.h"
 #include "tls/tls.h"
@@ -344,6 +347,68 @@ listeners_changed:
 	server_shutdown(srv);
 }
 
+/* Load the tenant snapshot again if the database changed (an `ombud
+ * company ...` command, another node).  A failed load keeps the old. */
+static void
+server_tenants_refresh(struct server *srv, bool force)
+{
+	uint64_t v = store_version(srv->store);
+	struct tenants *t;
+	char err[512], n[32];
+
+	if (!force && v == srv->store_version)
+		return;
+	if ((t = tenants_load(srv->store, err, sizeof(err))) == NULL) {
+		log_event(LOG_LVL_WARN, "tenants.load_failed", "error", err,
+		    NULL);
+		return;
+	}
+	srv->store_version = v;
+	tenants_unref(srv->tenants);
+	srv->tenants = t;
+	scheduler_set_tenants(srv->sched, t);
+	snprintf(n, sizeof(n), "%zu", tenants_count(t));
+	log_event(LOG_LVL_INFO, "tenants.loaded", "companies", n, NULL);
+}
+
+static void
+server_tenants_cb(evutil_socket_t fd, short what, void *arg)
+{
+	server_tenants_refresh(arg, false);
+}
+
+/* Open the tenant database; the key that encrypts its secrets is made
+ * on first start (the embedded default; a cluster provisions one). */
+static int
+server_store_open(struct server *srv, const struct conf *c)
+{
+	struct timeval tv = { 1, 0 };
+	char err[512];
+
+	if (access(c->secret_key_file, F_OK) != 0 && errno == ENOENT) {
+		if (secretbox_key_generate(c->secret_key_file, err,
+		    sizeof(err)) != 0) {
+			log_warnx("secret_key_file: %s", err);
+			return -1;
+		}
+		log_event(LOG_LVL_INFO, "secret_key.generated", "path",
+		    c->secret_key_file, NULL);
+	}
+	srv->store = store_open(c->store, c->secret_key_file, err,
+	    sizeof(err));
+	if (srv->store == NULL) {
+		log_warnx("store %s: %s", c->store, err);
+		return -1;
+	}
+	server_tenants_refresh(srv, true);
+	if (srv->tenants == NULL)
+		return -1;
+	srv->ev_tenants = event_new(srv->base, -1, EV_PERSIST,
+	    server_tenants_cb, srv);
+	evtimer_add(srv->ev_tenants, &tv);
+	return 0;
+}
+
 static int
 server_write_pidfile(const char *run_dir)
 {
@@ -449,6 +514,8 @@ server_run(const char *conf_path, const char *log_format_override)
 		log_warnx("%s", err);
 		goto out;
 	}
+	if (server_store_open(&srv, c) != 0)
+		goto out;
 	if (scheduler_rebuild(srv.sched) != 0)
 		log_warn("scheduler: rebuilding from the spool");
 	srv.workq = workq_new(srv.base, (int)c->auth_workers);
@@ -479,6 +546,11 @@ out:
 	if (srv.workq)
 		workq_free(srv.workq);
 	scheduler_free(srv.sched);	/* before the spool it uses */
+	if (srv.ev_tenants)
+		event_free(srv.ev_tenants);
+	tenants_unref(srv.tenants);
+	if (srv.store)
+		store_close(srv.store);
 	if (srv.spool)
 		spool_close(srv.spool);	/* waits for pending commits */
 	if (pid_written) {

@@ -26,6 +26,8 @@ struct workq;
 struct credentials;
 struct session;
 struct scheduler;
+struct store;
+struct tenants;
 
 struct srv_conf {
 	int			 refs;
@@ -49,6 +51,10 @@ struct server {
 	struct srv_conf		*cfg;		/* current */
 	struct spool		*spool;
 	struct scheduler	*sched;		/* delivery */
+	struct store		*store;		/* tenant database */
+	struct tenants		*tenants;	/* its current snapshot */
+	uint64_t		 store_version;
+	struct event		*ev_tenants;	/* refresh check */
 	struct workq		*workq;
 	size_t			 nlisteners;
 	struct listener		 listeners[CONF_MAX_LISTENERS];

@@ -22,6 +22,8 @@
 #include "smtp/smtp_parse.h"
 #include "smtp/smtp_data.h"
 #include "smtp/sasl.h"
+#include "smtp/msg_header.h"
+#include "tenant/tenant.h"
 #include "queue/envelope.h"
 #include "queue/queue_id.h"
 #include "queue/spool.h"
@@ -89,6 +91,8 @@ struct session {
 	bool			 authenticated;
 	char			 user[SASL_USER_MAX + 1];
 	char			 login_user[SASL_USER_MAX + 1];
+	char			 tenant[STORE_ID_MAX + 1]; /* company of
+						   the credential, or "" */
 	struct auth_job		*auth_job;
 	bool			 shutdown;	/* close at the next idle point */
 	bool			 eof;		/* client shut down its sending
@@ -115,6 +119,9 @@ struct auth_job {
 						   the end of s may both come
 						   before the worker runs */
 	struct credentials	*creds;
+	bool			 store_user;	/* hash from the tenants */
+	char			 hash[256];
+	char			 company[STORE_ID_MAX + 1];
 	char			 user[SASL_USER_MAX + 1];
 	char			 pass[SASL_PASS_MAX + 1];
 	int			 result;
@@ -131,6 +138,120 @@ static const struct conf *
 session_conf(const struct session *s)
 {
 	return s->cfg->conf;
+}
+
+/* AUTH is possible: the listener offers it and there is somewhere to
+ * look users up (a credentials file, or the tenant database). */
+static bool
+session_auth_available(const struct session *s)
+{
+	return s->lc->auth && (s->cfg->creds != NULL ||
+	    s->srv->tenants != NULL);
+}
+
+/* The company behind the session's credential, from the current
+ * snapshot (it may have been suspended or deleted since AUTH). */
+static const struct company *
+session_company(const struct session *s)
+{
+	return s->tenant[0] ? tenants_company(s->srv->tenants, s->tenant) :
+	    NULL;
+}
+
+/* The sending policy at MAIL: the company may send, and as this sender.
+ * NULL if fine, else the reply. */
+static const char *
+session_policy_mail(struct session *s, const char *from, char *buf,
+    size_t buflen)
+{
+	const struct company *co = session_company(s);
+	const struct tenant_domain *td;
+	const char *dom;
+
+	if (!s->tenant[0])
+		return NULL;	/* file: user or trusted network: the
+				   platform's own, no company */
+	if (co == NULL) {
+		snprintf(buf, buflen, "550 5.7.1 Company %s is not known "
+		    "here any more", s->tenant);
+		return buf;
+	}
+	if (co->status == COMPANY_SUSPENDED) {
+		snprintf(buf, buflen, "550 5.7.1 Company %s is suspended: its "
+		    "mail is not accepted", co->id);
+		return buf;
+	}
+	if ((dom = tenant_addr_domain(from)) == NULL) {
+		snprintf(buf, buflen, "550 5.7.1 Company %s must send from an "
+		    "address in one of its domains, not the null sender",
+		    co->id);
+		return buf;
+	}
+	td = tenants_domain(s->srv->tenants, dom);
+	if (td == NULL || tenants_domain_company(s->srv->tenants, td) != co) {
+		snprintf(buf, buflen, "550 5.7.1 Sender domain %s is not a "
+		    "domain of company %s", dom, co->id);
+		return buf;
+	}
+	return NULL;
+}
+
+/* At RCPT: a company without a route choice cannot send after the
+ * deadline.  NULL if fine, else the reply. */
+static const char *
+session_policy_rcpt(struct session *s, char *buf, size_t buflen)
+{
+	const struct company *co = session_company(s);
+	int64_t from = session_conf(s)->choice_required_from;
+
+	if (co == NULL || co->route != ROUTE_NONE || from == 0 ||
+	    (int64_t)time(NULL) < from)
+		return NULL;
+	snprintf(buf, buflen, "550 5.7.1 Company %s has not chosen how its "
+	    "mail is sent (own-server, platform-relay or "
+	    "platform-smarthost): no mail until a route is registered",
+	    co->id);
+	return buf;
+}
+
+/* After DATA: every address in the header From must be in the
+ * company's domains.  NULL if fine, else the reply. */
+static const char *
+session_policy_data(struct session *s, char *buf, size_t buflen)
+{
+	const struct company *co = session_company(s);
+	char doms[MSG_FROM_MAX][MSG_DOMAIN_MAX + 1];
+	size_t n = 0;
+
+	if (!s->tenant[0])
+		return NULL;
+	if (co == NULL)
+		return session_policy_mail(s, "", buf, buflen);
+	switch (msg_from_domains(s->content.data, s->content.len, doms,
+	    &n)) {
+	case MSG_FROM_OK:
+		break;
+	case MSG_FROM_NONE:
+		return "550 5.6.0 The message has no From header field";
+	case MSG_FROM_MANY:
+		return "550 5.6.0 The message has more than one From header "
+		    "field";
+	case MSG_FROM_BAD:
+	default:
+		return "550 5.6.0 The From header field cannot be parsed";
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct tenant_domain *td = tenants_domain(
+		    s->srv->tenants, doms[i]);
+		if (td == NULL || tenants_domain_company(s->srv->tenants,
+		    td) != co) {
+			snprintf(buf, buflen, "550 5.7.1 Header From domain "
+			    "%s is not a domain of company %s", doms[i],
+			    co->id);
+			return buf;
+		}
+	}
+	return NULL;
 }
 
 /*
@@ -292,7 +413,7 @@ static void
 session_ehlo_reply(struct session *s)
 {
 	const struct conf *c = session_conf(s);
-	bool auth_ok = s->lc->auth && s->cfg->creds &&
+	bool auth_ok = session_auth_available(s) &&
 	    (s->tls || !s->lc->auth_requires_tls);
 
 	session_reply(s, "250-%s Hello %s [%s]", c->hostname, s->helo,
@@ -429,6 +550,7 @@ cmd_starttls(struct session *s, const struct smtp_cmd *cmd)
 	s->esmtp = false;
 	s->authenticated = false;
 	sasl_wipe(s->user, sizeof(s->user));
+	s->tenant[0] = '\0';
 	session_enter_state(s, S_GREETING);
 }
 
@@ -449,6 +571,7 @@ cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 	struct smtp_path path;
 	struct smtp_mail_params mp;
 	const char *err;
+	char pbuf[512];
 
 	if (!session_may_transact(s))
 		return;
@@ -475,6 +598,14 @@ cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 		    "maximum message size");
 		return;
 	}
+	if ((err = session_policy_mail(s, path.addr, pbuf, sizeof(pbuf))) !=
+	    NULL) {
+		log_event(LOG_LVL_INFO, "smtp.policy_rejected", "peer",
+		    s->peer, "user", s->user, "company", s->tenant, "from",
+		    path.addr, "reply", err, NULL);
+		session_reply(s, "%s", err);
+		return;
+	}
 	envelope_init(&s->env);
 	queue_id_new(s->env.id);
 	s->env.created = (int64_t)time(NULL);
@@ -482,6 +613,7 @@ cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 	strlcpy_ok(s->env.peer, s->peer, sizeof(s->env.peer));
 	strlcpy_ok(s->env.user, s->authenticated ? s->user : "",
 	    sizeof(s->env.user));
+	strlcpy_ok(s->env.tenant, s->tenant, sizeof(s->env.tenant));
 	strlcpy_ok(s->env.mail_from, path.addr, sizeof(s->env.mail_from));
 	s->env.body = mp.body;
 	s->env.smtputf8 = mp.smtputf8;
@@ -498,6 +630,7 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 	struct smtp_rcpt_params rp;
 	struct env_rcpt *r;
 	const char *err;
+	char pbuf[512];
 
 	if (!session_may_transact(s))
 		return;
@@ -511,6 +644,13 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 	}
 	if ((err = smtp_parse_rcpt(cmd->arg, s->env.smtputf8, &path, &rp))
 	    != NULL) {
+		session_reply(s, "%s", err);
+		return;
+	}
+	if ((err = session_policy_rcpt(s, pbuf, sizeof(pbuf))) != NULL) {
+		log_event(LOG_LVL_INFO, "smtp.policy_rejected", "peer",
+		    s->peer, "company", s->tenant, "rcpt", path.addr,
+		    "reply", err, NULL);
 		session_reply(s, "%s", err);
 		return;
 	}
@@ -629,7 +769,13 @@ static void
 session_data_done(struct session *s)
 {
 	const char *rej = smtp_data_reject_reply(s->data.flags);
+	char pbuf[512];
 
+	if (rej == NULL && (rej = session_policy_data(s, pbuf,
+	    sizeof(pbuf))) != NULL)
+		log_event(LOG_LVL_INFO, "smtp.policy_rejected", "qid",
+		    s->env.id, "peer", s->peer, "company", s->tenant,
+		    "reply", rej, NULL);
 	if (rej != NULL) {
 		log_event(LOG_LVL_INFO, "smtp.rejected", "qid", s->env.id,
 		    "peer", s->peer, "reply", rej, NULL);
@@ -681,7 +827,11 @@ auth_job_work(void *arg)
 {
 	struct auth_job *j = arg;
 
-	j->result = credentials_check(j->creds, j->user, j->pass);
+	if (j->store_user || j->creds == NULL)
+		j->result = credentials_verify_hash(j->store_user ? j->hash :
+		    NULL, j->pass);
+	else
+		j->result = credentials_check(j->creds, j->user, j->pass);
 	sasl_wipe(j->pass, sizeof(j->pass));
 }
 
@@ -702,8 +852,10 @@ auth_job_done(void *arg)
 	if (j->result == 1) {
 		s->authenticated = true;
 		strlcpy_ok(s->user, j->user, sizeof(s->user));
+		strlcpy_ok(s->tenant, j->company, sizeof(s->tenant));
 		log_event(LOG_LVL_INFO, "smtp.auth", "peer", s->peer,
-		    "user", s->user, "result", "ok", NULL);
+		    "user", s->user, "company", s->tenant[0] ? s->tenant :
+		    NULL, "result", "ok", NULL);
 		session_reply(s, "235 2.7.0 Authentication successful");
 	} else {
 		log_event(LOG_LVL_WARN, "smtp.auth", "peer", s->peer,
@@ -729,10 +881,19 @@ static void
 session_auth_verify(struct session *s, const char *user, const char *pass)
 {
 	struct auth_job *j = xcalloc(1, sizeof(*j));
+	const struct tenant_cred *tc = tenants_cred(s->srv->tenants, user);
 
 	j->s = s;
 	j->cfg = srv_conf_ref(s->cfg);
 	j->creds = j->cfg->creds;
+	if (tc != NULL) {
+		/* the tenant database first; its hash is copied, so a
+		 * snapshot swap while the worker runs is harmless */
+		j->store_user = true;
+		strlcpy_ok(j->hash, tc->hash, sizeof(j->hash));
+		strlcpy_ok(j->company, tenants_cred_company(s->srv->tenants,
+		    tc)->id, sizeof(j->company));
+	}
 	strlcpy_ok(j->user, user, sizeof(j->user));
 	strlcpy_ok(j->pass, pass, sizeof(j->pass));
 	s->auth_job = j;
@@ -755,7 +916,7 @@ cmd_auth(struct session *s, const struct smtp_cmd *cmd)
 	const char *initial = sp ? sp + 1 : NULL;
 	size_t ml = sp ? (size_t)(sp - cmd->arg) : strlen(cmd->arg);
 
-	if (!s->lc->auth || s->cfg->creds == NULL) {
+	if (!session_auth_available(s)) {
 		session_reply(s, "503 5.5.1 Authentication not enabled");
 		return;
 	}

@@ -384,6 +384,8 @@ class Gateway:
             "hostname": "gw.test",
             "spool_dir": self.spool_dir,
             "run_dir": self.run_dir,
+            "store": "sqlite:" + os.path.join(self.dir, "ombud.db"),
+            "secret_key_file": os.path.join(self.dir, "secret.key"),
             "credentials": "file:" + self.cred_path,
             "log_level": "info",
             # no delivery unless a test asks for it (delivery = yes), and
@@ -603,6 +605,12 @@ class Gateway:
 
     def connect_auth(self, listener="submission", mech="PLAIN"):
         """Greeting, EHLO, STARTTLS (if needed), EHLO, AUTH: ready for MAIL."""
+        return self.connect_auth_as(self.user, self.password, listener,
+                                    mech)
+
+    def connect_auth_as(self, user, password, listener="submission",
+                        mech="PLAIN"):
+        """connect_auth with another user (e.g. a tenant credential)."""
         c = self.connect(listener)
         c.ehlo()
         if self.listeners[listener].get("tls") == "starttls":
@@ -610,12 +618,12 @@ class Gateway:
             c.starttls(self.tls_context())
             c.ehlo()
         if mech == "PLAIN":
-            c.cmd("AUTH PLAIN " + b64(f"\0{self.user}\0{self.password}"),
+            c.cmd("AUTH PLAIN " + b64(f"\0{user}\0{password}"),
                   "235 2.7.0")
         else:
             c.cmd("AUTH LOGIN", "334")
-            c.cmd(b64(self.user), "334")
-            c.cmd(b64(self.password), "235 2.7.0")
+            c.cmd(b64(user), "334")
+            c.cmd(b64(password), "235 2.7.0")
         return c
 
     # --- CLI -------------------------------------------------------------

@@ -441,6 +441,8 @@ gw_start(struct gw *g, const char *extra)
 	    "credentials = file:%s\n"
 	    "delivery = no\n"		/* a receiving peer: keeps what it gets */
 	    "dns_servers = 127.0.0.1:9\n"
+	    "store = sqlite:%s/ombud.db\n"
+	    "secret_key_file = %s/secret.key\n"
 	    "%s\n"
 	    "[listener sub]\naddress = 127.0.0.1:%d\ntls = starttls\n"
 	    "tls_cert = %s\ntls_key = %s\nauth = yes\n\n"
@@ -449,7 +451,8 @@ gw_start(struct gw *g, const char *extra)
 	    "trusted_networks = 127.0.0.0/8\n\n"
 	    "[listener relay]\naddress = 127.0.0.1:%d\ntls = none\n"
 	    "auth = no\ntrusted_networks = 127.0.0.0/8\n",
-	    g->dir, g->dir, path, extra ? extra : "", g->port_sub, cert_pem,
+	    g->dir, g->dir, path, g->dir, g->dir, extra ? extra : "",
+	    g->port_sub, cert_pem,
 	    key_pem, g->port_smtps, cert_pem, key_pem, g->port_relay);
 	snprintf(g->conf, sizeof(g->conf), "%s/ombud.conf", g->dir);
 	write_file(g->conf, text);

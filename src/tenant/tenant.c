@@ -1,0 +1,236 @@
+/*
+ * tenant.c - immutable snapshots of the tenant database (see tenant.h).
+ *
+ * Three sorted arrays (companies by id, domains by name, credentials by
+ * user name) searched with bsearch: a lookup costs a few string compares
+ * and no lock.  Loaded on the loop thread; with thousands of companies a
+ * load takes milliseconds.
+ *
+ * Must never: hand out a pointer into a snapshot that was freed (callers
+ * hold a reference); keep secrets after the free (wiped).
+ */
+#include "tenant/tenant.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct tenants {
+	int			 refs;
+	struct company		*companies;
+	size_t			 ncompanies, ccompanies;
+	struct tenant_domain	*domains;
+	size_t			 ndomains, cdomains;
+	struct tenant_cred	*creds;
+	size_t			 ncreds, ccreds;
+};
+
+static void *
+grow(void *v, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap)
+		return v;
+	*cap = *cap ? *cap * 2 : 64;
+	if (*cap > SIZE_MAX / size)
+		fatalx("tenants: too many entries");
+	return xrealloc(v, *cap * size);
+}
+
+static int
+load_company(void *arg, const struct company *c)
+{
+	struct tenants *t = arg;
+	struct company *dst;
+
+	t->companies = grow(t->companies, &t->ccompanies, t->ncompanies,
+	    sizeof(*t->companies));
+	dst = &t->companies[t->ncompanies++];
+	*dst = *c;
+	/* the secret is the iterator's: take a copy */
+	dst->own.secret = c->own.secret ? xstrdup(c->own.secret) : NULL;
+	return 0;
+}
+
+static int
+cmp_company(const void *a, const void *b)
+{
+	return strcmp(((const struct company *)a)->id,
+	    ((const struct company *)b)->id);
+}
+
+static int
+cmp_domain(const void *a, const void *b)
+{
+	return strcasecmp(((const struct tenant_domain *)a)->name,
+	    ((const struct tenant_domain *)b)->name);
+}
+
+static int
+cmp_cred(const void *a, const void *b)
+{
+	return strcmp(((const struct tenant_cred *)a)->username,
+	    ((const struct tenant_cred *)b)->username);
+}
+
+static size_t
+company_index(const struct tenants *t, const char *id)
+{
+	const struct company *c = tenants_company(t, id);
+
+	return c ? (size_t)(c - t->companies) : SIZE_MAX;
+}
+
+static int
+load_domain_owned(void *arg, const struct domain *d)
+{
+	struct tenants *t = arg;
+	size_t ci = company_index(t, d->company);
+	struct tenant_domain *dst;
+
+	if (ci == SIZE_MAX)
+		return 0;	/* the foreign key makes this impossible */
+	t->domains = grow(t->domains, &t->cdomains, t->ndomains,
+	    sizeof(*t->domains));
+	dst = &t->domains[t->ndomains++];
+	memset(dst, 0, sizeof(*dst));
+	strlcpy_ok(dst->name, d->name, sizeof(dst->name));
+	dst->spf_ok = d->spf_ok;
+	dst->dkim_ok = d->dkim_ok;
+	dst->company = ci;
+	return 0;
+}
+
+static int
+load_cred(void *arg, const struct credential *c)
+{
+	struct tenants *t = arg;
+	struct tenant_cred *dst;
+	size_t ci;
+
+	if (c->revoked != 0 || (ci = company_index(t, c->company)) ==
+	    SIZE_MAX)
+		return 0;
+	t->creds = grow(t->creds, &t->ccreds, t->ncreds, sizeof(*t->creds));
+	dst = &t->creds[t->ncreds++];
+	memset(dst, 0, sizeof(*dst));
+	strlcpy_ok(dst->username, c->username, sizeof(dst->username));
+	strlcpy_ok(dst->hash, c->hash, sizeof(dst->hash));
+	dst->company = ci;
+	return 0;
+}
+
+struct tenants *
+tenants_load(struct store *st, char *err, size_t errlen)
+{
+	struct tenants *t = xcalloc(1, sizeof(*t));
+
+	t->refs = 1;
+	if (store_company_list(st, load_company, t) != STORE_OK)
+		goto fail;
+	if (t->ncompanies > 0)
+		qsort(t->companies, t->ncompanies, sizeof(*t->companies),
+		    cmp_company);
+	if (store_domain_list(st, NULL, load_domain_owned, t) != STORE_OK)
+		goto fail;
+	if (t->ndomains > 0)
+		qsort(t->domains, t->ndomains, sizeof(*t->domains),
+		    cmp_domain);
+	if (store_credential_list(st, NULL, load_cred, t) != STORE_OK)
+		goto fail;
+	if (t->ncreds > 0)
+		qsort(t->creds, t->ncreds, sizeof(*t->creds), cmp_cred);
+	return t;
+fail:
+	snprintf(err, errlen, "%s", store_error(st));
+	tenants_unref(t);
+	return NULL;
+}
+
+struct tenants *
+tenants_ref(struct tenants *t)
+{
+	if (t != NULL)
+		t->refs++;
+	return t;
+}
+
+void
+tenants_unref(struct tenants *t)
+{
+	if (t == NULL || --t->refs > 0)
+		return;
+	for (size_t i = 0; i < t->ncompanies; i++)
+		smtp_settings_clear(&t->companies[i].own);
+	free(t->companies);
+	free(t->domains);
+	if (t->creds != NULL)
+		explicit_bzero(t->creds, t->ncreds * sizeof(*t->creds));
+	free(t->creds);
+	free(t);
+}
+
+size_t
+tenants_count(const struct tenants *t)
+{
+	return t ? t->ncompanies : 0;
+}
+
+const struct company *
+tenants_company(const struct tenants *t, const char *id)
+{
+	struct company key;
+
+	if (t == NULL || t->ncompanies == 0 || id == NULL ||
+	    !strlcpy_ok(key.id, id, sizeof(key.id)))
+		return NULL;
+	return bsearch(&key, t->companies, t->ncompanies,
+	    sizeof(*t->companies), cmp_company);
+}
+
+const struct tenant_domain *
+tenants_domain(const struct tenants *t, const char *domain)
+{
+	struct tenant_domain key;
+
+	if (t == NULL || t->ndomains == 0 || domain == NULL ||
+	    !strlcpy_ok(key.name, domain, sizeof(key.name)))
+		return NULL;
+	return bsearch(&key, t->domains, t->ndomains, sizeof(*t->domains),
+	    cmp_domain);
+}
+
+const struct company *
+tenants_domain_company(const struct tenants *t,
+    const struct tenant_domain *d)
+{
+	return d ? &t->companies[d->company] : NULL;
+}
+
+const struct tenant_cred *
+tenants_cred(const struct tenants *t, const char *username)
+{
+	struct tenant_cred key;
+
+	if (t == NULL || t->ncreds == 0 || username == NULL ||
+	    !strlcpy_ok(key.username, username, sizeof(key.username)))
+		return NULL;
+	return bsearch(&key, t->creds, t->ncreds, sizeof(*t->creds),
+	    cmp_cred);
+}
+
+const struct company *
+tenants_cred_company(const struct tenants *t, const struct tenant_cred *c)
+{
+	return c ? &t->companies[c->company] : NULL;
+}
+
+const char *
+tenant_addr_domain(const char *addr)
+{
+	const char *at = addr ? strrchr(addr, '@') : NULL;
+
+	return at && at[1] ? at + 1 : NULL;
+}

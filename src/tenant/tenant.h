@@ -1,0 +1,60 @@
+/*
+ * tenant.h - the server's in-memory view of the tenant database: which
+ * company a submission credential belongs to, which company owns a
+ * sender domain, and how each company's mail leaves.
+ *
+ * A snapshot is read from the store in one go and never changes; the
+ * server checks store_version() every second and, when the database
+ * changed (an `ombud company ...` command, another node), loads a new
+ * snapshot and swaps it.  Sessions and jobs that hold the old one keep it
+ * (reference counted, loop thread only) until they are done, so a lookup
+ * never blocks on SQL and never sees half an update.
+ *
+ * Must never: let a snapshot change under a reader; keep a company's
+ * secret longer than the snapshot that holds it (wiped on free).
+ */
+#ifndef OMBUD_TENANT_H
+#define OMBUD_TENANT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+struct tenants;
+
+struct tenant_domain {
+	char		 name[STORE_HOST_MAX + 1];
+	size_t		 company;		/* index in companies */
+	bool		 spf_ok, dkim_ok;
+};
+
+struct tenant_cred {
+	char		 username[STORE_NAME_MAX + 1];
+	char		 hash[256];
+	size_t		 company;
+};
+
+struct tenants *tenants_load(struct store *st, char *err, size_t errlen);
+struct tenants *tenants_ref(struct tenants *t);
+void tenants_unref(struct tenants *t);
+
+size_t tenants_count(const struct tenants *t);
+const struct company *tenants_company(const struct tenants *t,
+    const char *id);
+/* The domain entry for a domain name (case-insensitive), or NULL. */
+const struct tenant_domain *tenants_domain(const struct tenants *t,
+    const char *domain);
+const struct company *tenants_domain_company(const struct tenants *t,
+    const struct tenant_domain *d);
+/* A valid submission credential by user name, or NULL. */
+const struct tenant_cred *tenants_cred(const struct tenants *t,
+    const char *username);
+const struct company *tenants_cred_company(const struct tenants *t,
+    const struct tenant_cred *c);
+
+/* The domain of an address (after the last '@'), or NULL. */
+const char *tenant_addr_domain(const char *addr);
+
+#endif
