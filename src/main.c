@@ -19,6 +19,16 @@ static const struct {
 	{ "config",	cli_config,	"check|keys: validate or list config" },
 	{ "passwd",	cli_passwd,	"hash a password for the credentials "
 					"file" },
+	{ "company",	cli_company,	"add|list|show|set-route|suspend|"
+					"activate tenant companies" },
+	{ "domain",	cli_domain,	"add|list|remove|set-auth a company's "
+					"sender domains" },
+	{ "user",	cli_user,	"add|import|list|set-smtp|mass-update "
+					"users" },
+	{ "credential",	cli_credential,	"add|list|revoke SMTP AUTH "
+					"credentials" },
+	{ "secret-key",	cli_secret_key,	"generate the key that encrypts "
+					"stored secrets" },
 };
 
 static int
@@ -26,8 +36,8 @@ usage(FILE *f)
 {
 	fprintf(f, "usage: ombud COMMAND [-c FILE] [ARGS]\n\ncommands:\n");
 	for (size_t i = 0; i < nitems(commands); i++)
-		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
-	fprintf(f, "  %-8s %s\n", "version", "print the version");
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+	fprintf(f, "  %-10s %s\n", "version", "print the version");
 	return 2;
 }
 

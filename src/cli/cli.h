@@ -11,6 +11,12 @@ int cli_serve(int argc, char **argv);
 int cli_queue(int argc, char **argv);
 int cli_config(int argc, char **argv);
 int cli_passwd(int argc, char **argv);
+/* tenant administration (the store): cli_company.c ... cli_secretkey.c */
+int cli_company(int argc, char **argv);
+int cli_domain(int argc, char **argv);
+int cli_user(int argc, char **argv);
+int cli_credential(int argc, char **argv);
+int cli_secret_key(int argc, char **argv);
 
 /* -c FILE / --config=FILE / $OMBUD_CONF / ombud.conf, for every command.
  * Removes the option from argv; returns the path. */
