@@ -148,6 +148,7 @@ struct dest {
 	bool			 is_route;	/* a smart host: route or
 						   tenant (not MX) */
 	bool			 is_tenant;	/* a company's own server */
+	bool			 is_user;	/* a user's own server */
 	const char		*name;		/* after the "mx:", "route:"
 						   or "tenant:" */
 	struct job_list		 jobs;
@@ -351,7 +352,8 @@ msg_drop(struct scheduler *s, struct smsg *m)
 /* --- destinations -------------------------------------------------- */
 
 static struct dest *
-dest_get(struct scheduler *s, const char *key, bool is_route, bool is_tenant)
+dest_get(struct scheduler *s, const char *key, bool is_route, bool is_tenant,
+    bool is_user)
 {
 	uint32_t h = hash_str(key);
 	struct dest **pp = &s->dh[h & (s->dh_size - 1)], *dt;
@@ -362,8 +364,9 @@ dest_get(struct scheduler *s, const char *key, bool is_route, bool is_tenant)
 	dt = xcalloc(1, sizeof(*dt));
 	dt->s = s;
 	strlcpy_ok(dt->key, key, sizeof(dt->key));
-	dt->is_route = is_route || is_tenant;
+	dt->is_route = is_route || is_tenant || is_user;
 	dt->is_tenant = is_tenant;
+	dt->is_user = is_user;
 	dt->name = strchr(dt->key, ':') + 1;
 	TAILQ_INIT(&dt->jobs);
 	TAILQ_INIT(&dt->conns);
@@ -418,24 +421,34 @@ dest_relay(const struct dest *dt, struct relay *r)
 	const struct conf_route *rt;
 	const struct company *co;
 
+	const struct smtp_settings *own = NULL;
+
 	memset(r, 0, sizeof(*r));
 	if (dt->is_tenant) {
 		co = tenants_company(s->tenants, dt->name);
-		if (co == NULL || co->route != ROUTE_OWN_SERVER ||
-		    co->own.host[0] == '\0')
+		if (co != NULL && co->route == ROUTE_OWN_SERVER)
+			own = &co->own;
+	} else if (dt->is_user) {
+		const struct tenant_user *tu = tenants_user_by_id(s->tenants,
+		    strtoll(dt->name, NULL, 10));
+		if (tu != NULL && tu->u.route == ROUTE_OWN_SERVER)
+			own = &tu->u.smtp;
+	}
+	if (dt->is_tenant || dt->is_user) {
+		if (own == NULL || own->host[0] == '\0')
 			return false;
-		r->host = co->own.host;
-		r->port = co->own.port ? co->own.port : 587;
-		r->tls = co->own.tls;
-		r->auth_user = co->own.auth_user[0] ? co->own.auth_user : NULL;
-		if (co->own.xoauth2_token_url[0]) {
+		r->host = own->host;
+		r->port = own->port ? own->port : 587;
+		r->tls = own->tls;
+		r->auth_user = own->auth_user[0] ? own->auth_user : NULL;
+		if (own->xoauth2_token_url[0]) {
 			r->xoauth2 = true;
-			r->oc.token_url = co->own.xoauth2_token_url;
-			r->oc.client_id = co->own.xoauth2_client_id;
-			r->oc.client_secret = co->own.secret;
-			r->oc.scope = co->own.xoauth2_scope;
+			r->oc.token_url = own->xoauth2_token_url;
+			r->oc.client_id = own->xoauth2_client_id;
+			r->oc.client_secret = own->secret;
+			r->oc.scope = own->xoauth2_scope;
 		} else
-			r->auth_pass = co->own.secret;
+			r->auth_pass = own->secret;
 		r->ssl = s->mx_ssl;	/* public servers: system CAs */
 		return true;
 	}
@@ -691,9 +704,10 @@ sconn_not_configured(struct sconn *c)
 {
 	struct dest *dt = c->dest;
 
-	if (dt->is_tenant)
-		sconn_fail_set(c, false, "451 4.3.5 Company %s has no own "
-		    "mail server configured", dt->name);
+	if (dt->is_tenant || dt->is_user)
+		sconn_fail_set(c, false, "451 4.3.5 %s %s has no own mail "
+		    "server configured", dt->is_user ? "User" : "Company",
+		    dt->name);
 	else
 		sconn_fail_set(c, false, "451 4.3.5 Route %s is not "
 		    "configured", dt->name);
@@ -1459,28 +1473,43 @@ delivery_auth_hold(struct scheduler *s, const struct envelope *e,
 }
 
 /*
- * Where d's message goes: *route NULL for MX, else a [route] name or
- * (*tenant) a company id whose own server it is.  By the company's
+ * Where d's message goes: *route NULL for MX, else, by *kind, a [route]
+ * name ("route"), a company id ("tenant") or a user id ("user") whose own
+ * server it is; a user with a route of their own (found by the envelope
+ * sender) goes their way.  By the company's
  * choice; the configuration's default_route for mail without a company
  * or one that has not chosen.  Returns -1 when the message must wait for
  * its domain's authentication (then d was freed).
  */
 static int
-delivery_route(struct delivery *d, const char **route, bool *tenant)
+delivery_route(struct delivery *d, const char **route, const char **kind,
+    char *idbuf, size_t idlen)
 {
 	struct scheduler *s = d->s;
 	const struct company *co = tenants_company(s->tenants, d->env.tenant);
+	const struct tenant_user *tu;
 	struct smsg *m = d->m;
+	enum route_kind rk;
 
-	*tenant = false;
+	*kind = "route";
 	*route = strcmp(s->conf->default_route, "mx") == 0 ? NULL :
 	    s->conf->default_route;
 	if (co == NULL)
 		return 0;
-	switch (co->route) {
+	/* a user with settings of their own, by the envelope sender */
+	tu = tenants_user(s->tenants, co, d->env.mail_from);
+	rk = tu && tu->u.route != USER_ROUTE_COMPANY ? tu->u.route :
+	    co->route;
+	switch (rk) {
 	case ROUTE_OWN_SERVER:
-		*route = co->id;
-		*tenant = true;
+		if (tu && tu->u.route == ROUTE_OWN_SERVER) {
+			snprintf(idbuf, idlen, "%lld", (long long)tu->u.id);
+			*route = idbuf;
+			*kind = "user";
+		} else {
+			*route = co->id;
+			*kind = "tenant";
+		}
 		break;
 	case ROUTE_PLATFORM_SMARTHOST:
 		/* conf guarantees the route exists when set */
@@ -1515,8 +1544,9 @@ static void
 delivery_start(struct scheduler *s, struct smsg *m)
 {
 	struct delivery *d = xcalloc(1, sizeof(*d));
-	const char *route;
-	bool mx, tenant = false;
+	const char *route, *kind;
+	char idbuf[32];
+	bool mx;
 	size_t *todo = NULL, ntodo = 0;
 
 	d->s = s;
@@ -1539,7 +1569,7 @@ delivery_start(struct scheduler *s, struct smsg *m)
 		delivery_free(d);
 		return;
 	}
-	if (delivery_route(d, &route, &tenant) != 0)
+	if (delivery_route(d, &route, &kind, idbuf, sizeof(idbuf)) != 0)
 		return;		/* held: d is gone */
 	mx = route == NULL;
 	d->news = xcalloc(d->env.nrcpt ? d->env.nrcpt : 1, 1);
@@ -1568,9 +1598,9 @@ delivery_start(struct scheduler *s, struct smsg *m)
 		if (mx)
 			snprintf(key, sizeof(key), "mx:%s", dom);
 		else
-			snprintf(key, sizeof(key), "%s:%s", tenant ?
-			    "tenant" : "route", route);
-		dt = dest_get(s, key, !mx && !tenant, tenant);
+			snprintf(key, sizeof(key), "%s:%s", kind, route);
+		dt = dest_get(s, key, !mx && kind[0] == 'r', kind[0] == 't',
+		    kind[0] == 'u');
 		j = xcalloc(1, sizeof(*j));
 		j->d = d;
 		j->dest = dt;

@@ -26,7 +26,11 @@ struct tenants {
 	size_t			 ndomains, cdomains;
 	struct tenant_cred	*creds;
 	size_t			 ncreds, ccreds;
+	struct tenant_user	*users;		/* by (company, from) */
+	size_t			 nusers, cusers;
 };
+
+static size_t company_index(const struct tenants *t, const char *id);
 
 static void *
 grow(void *v, size_t *cap, size_t n, size_t size)
@@ -66,6 +70,36 @@ cmp_domain(const void *a, const void *b)
 {
 	return strcasecmp(((const struct tenant_domain *)a)->name,
 	    ((const struct tenant_domain *)b)->name);
+}
+
+static int
+cmp_user(const void *a, const void *b)
+{
+	const struct tenant_user *x = a, *y = b;
+
+	if (x->company != y->company)
+		return x->company < y->company ? -1 : 1;
+	return strcasecmp(x->u.from_address, y->u.from_address);
+}
+
+/* Users with a route of their own and a from address; the others send
+ * as their company does and need no entry. */
+static int
+load_user(void *arg, const struct user *u)
+{
+	struct tenants *t = arg;
+	struct tenant_user *dst;
+	size_t ci;
+
+	if (u->route == USER_ROUTE_COMPANY || u->from_address[0] == '\0' ||
+	    (ci = company_index(t, u->company)) == SIZE_MAX)
+		return 0;
+	t->users = grow(t->users, &t->cusers, t->nusers, sizeof(*t->users));
+	dst = &t->users[t->nusers++];
+	dst->u = *u;
+	dst->u.smtp.secret = u->smtp.secret ? xstrdup(u->smtp.secret) : NULL;
+	dst->company = ci;
+	return 0;
 }
 
 static int
@@ -142,6 +176,10 @@ tenants_load(struct store *st, char *err, size_t errlen)
 		goto fail;
 	if (t->ncreds > 0)
 		qsort(t->creds, t->ncreds, sizeof(*t->creds), cmp_cred);
+	if (store_user_list(st, NULL, load_user, t) != STORE_OK)
+		goto fail;
+	if (t->nusers > 0)
+		qsort(t->users, t->nusers, sizeof(*t->users), cmp_user);
 	return t;
 fail:
 	snprintf(err, errlen, "%s", store_error(st));
@@ -165,6 +203,9 @@ tenants_unref(struct tenants *t)
 	for (size_t i = 0; i < t->ncompanies; i++)
 		smtp_settings_clear(&t->companies[i].own);
 	free(t->companies);
+	for (size_t i = 0; i < t->nusers; i++)
+		smtp_settings_clear(&t->users[i].u.smtp);
+	free(t->users);
 	free(t->domains);
 	if (t->creds != NULL)
 		explicit_bzero(t->creds, t->ncreds * sizeof(*t->creds));
@@ -225,6 +266,31 @@ const struct company *
 tenants_cred_company(const struct tenants *t, const struct tenant_cred *c)
 {
 	return c ? &t->companies[c->company] : NULL;
+}
+
+const struct tenant_user *
+tenants_user(const struct tenants *t, const struct company *co,
+    const char *addr)
+{
+	struct tenant_user key;
+
+	if (t == NULL || t->nusers == 0 || co == NULL || addr == NULL ||
+	    !strlcpy_ok(key.u.from_address, addr,
+	    sizeof(key.u.from_address)))
+		return NULL;
+	key.company = (size_t)(co - t->companies);
+	return bsearch(&key, t->users, t->nusers, sizeof(*t->users),
+	    cmp_user);
+}
+
+const struct tenant_user *
+tenants_user_by_id(const struct tenants *t, int64_t id)
+{
+	/* rare (a connection being set up): a scan is fine */
+	for (size_t i = 0; t != NULL && i < t->nusers; i++)
+		if (t->users[i].u.id == id)
+			return &t->users[i];
+	return NULL;
 }
 
 const char *

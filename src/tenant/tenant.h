@@ -36,6 +36,13 @@ struct tenant_cred {
 	size_t		 company;
 };
 
+/* A user whose SMTP settings differ from the company's: found by its
+ * from address, which is the envelope sender of its mail. */
+struct tenant_user {
+	struct user	 u;			/* smtp.secret owned */
+	size_t		 company;
+};
+
 struct tenants *tenants_load(struct store *st, char *err, size_t errlen);
 struct tenants *tenants_ref(struct tenants *t);
 void tenants_unref(struct tenants *t);
@@ -53,6 +60,13 @@ const struct tenant_cred *tenants_cred(const struct tenants *t,
     const char *username);
 const struct company *tenants_cred_company(const struct tenants *t,
     const struct tenant_cred *c);
+
+/* The user of company co whose from address is addr (case-insensitive)
+ * and who has a route of their own, or NULL. */
+const struct tenant_user *tenants_user(const struct tenants *t,
+    const struct company *co, const char *addr);
+const struct tenant_user *tenants_user_by_id(const struct tenants *t,
+    int64_t id);
 
 /* The domain of an address (after the last '@'), or NULL. */
 const char *tenant_addr_domain(const char *addr);

@@ -214,6 +214,32 @@ class Tenants(DeliveryTestCase):
             self.assertNotIn(secret, log)
             self.assertNotIn(secret.encode(), blobs)
 
+    def test_user_with_own_server(self):
+        """A user's own SMTP settings beat the company's route for mail
+        with that user's from address as the envelope sender."""
+        port = free_common_port([DEST, "127.0.0.6"])
+        dns = self.dns(records())
+        mx = self.sink(DEST, port, name="recipient MX")
+        users_server = self.sink("127.0.0.6", port, name="user's server")
+        gw = self.setup_gw(dns, port)
+        self.company(gw, "relay", ["relay.test"], "Pw-R-1",
+                     route="platform-relay")
+        self.cli_then_reload(gw, "user", "add", "--company", "relay",
+                             "--email", "pm@relay.test", "--route",
+                             "own-server", "--from", "PM@relay.test",
+                             "--host", "127.0.0.6", "--port", str(port),
+                             "--tls", "none")
+        with gw.connect_auth_as("relay-app", "Pw-R-1") as c:
+            a = queue_id_of(self.submit_as(c, "pm@relay.test"))
+            b = queue_id_of(self.submit_as(c, "other@relay.test"))
+        self.assertEqual([m.mail_from for m in users_server.wait_count(1)],
+                         ["pm@relay.test"])
+        self.assertEqual([m.mail_from for m in mx.wait_count(1)],
+                         ["other@relay.test"])
+        e = self.wait_event(gw, "delivery.delivered", qid=a)[0]
+        self.assertIn("127.0.0.6", e["relay"])
+        self.wait_gone(gw, [a, b])
+
     def test_unauthenticated_domain_held_until_it_passes(self):
         port = free_common_port([DEST])
         dns = self.dns(records())
