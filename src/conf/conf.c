@@ -72,8 +72,9 @@ static const struct kdef keys[] = {
 	G("run_dir", K_STR, run_dir, "var/run", 0, 0,
 	  "Directory of the control socket (ombud.sock) and pid file."),
 	G("credentials", K_STR, credentials, NULL, 0, 0,
-	  "Where SMTP AUTH users are looked up, e.g. file:var/passwd "
-	  "(lines user:argon2id-hash made by `ombud passwd`)."),
+	  "More SMTP AUTH users besides the tenant database's, without a "
+	  "company (the platform's own), e.g. file:var/passwd (lines "
+	  "user:argon2id-hash made by `ombud passwd`)."),
 	G("log_format", K_LOGFMT, log_format, "text", 0, 0,
 	  "text (key=value) or json; --log-format overrides it."),
 	G("log_level", K_LOGLVL, log_level, "info", 0, 0,
@@ -190,7 +191,8 @@ static const struct kdef keys[] = {
 	L("tls_key", K_STR, tls_key, NULL, "PEM private key."),
 	L("tls_min_version", K_STR, tls_min_version, "1.2", "1.2 or 1.3."),
 	L("auth", K_BOOL, auth, "yes",
-	  "Offer SMTP AUTH PLAIN and LOGIN (needs global credentials)."),
+	  "Offer SMTP AUTH PLAIN and LOGIN (users: the tenant database's "
+	  "submission credentials, and `credentials` if set)."),
 	L("auth_requires_tls", K_BOOL, auth_requires_tls, "yes",
 	  "Offer and accept AUTH only inside TLS."),
 	L("trusted_networks", K_NETS, ntrusted, "",
@@ -1118,10 +1120,8 @@ check_listener(struct conf *c, struct conf_listener *l, struct perr *pe)
 	    strcmp(l->tls_min_version, "1.3") != 0)
 		return perr_set(pe, l->line, "tls_min_version",
 		    "'%s' is not 1.2 or 1.3", l->tls_min_version);
-	if (l->auth && c->credentials == NULL)
-		return perr_set(pe, l->line, "auth",
-		    "listener '%s' offers AUTH but no global credentials "
-		    "are configured", l->name);
+	/* AUTH users come from the tenant database (store), and from
+	 * `credentials` when set: there is always somewhere to look */
 	if (l->auth && l->auth_requires_tls && l->tls == LTLS_NONE &&
 	    l->ntrusted == 0)
 		return perr_set(pe, l->line, "auth_requires_tls",

@@ -141,7 +141,7 @@ static const struct bad bads[] = {
 	{ "credentials=file:x\n[listener a]\naddress = 127.0.0.1:1\n"
 	  "tls = starttls\n", "key 'tls_cert'" },
 	{ "[listener a]\naddress = 127.0.0.1:1\n",
-	  "key 'auth': listener 'a' offers AUTH but no global credentials" },
+	  "key 'auth_requires_tls': listener 'a' requires AUTH" },
 	{ "credentials=file:x\n[listener a]\naddress = 127.0.0.1:1\n"
 	  "auth = no\n", "nobody could ever submit" },
 	{ "credentials=file:x\n[listener a]\naddress = 127.0.0.1:1\n"
