@@ -2,8 +2,8 @@
  * dns.c - asynchronous DNS on c-ares, driven by the libevent loop.
  *
  * What it does: MX lookups with the RFC 5321 5.1 rules (implicit MX when
- * the domain has no MX but has an address; RFC 7505 null MX), A/AAAA and
- * TXT lookups, and a cache.  Three layers:
+ * the domain has no MX but has an address; RFC 7505 null MX), A/AAAA,
+ * TXT and PTR lookups, and a cache.  Three layers:
  *
  *  - a query is one (type, name) question in flight at c-ares; requests
  *    that need the same question while it is in flight share it;
@@ -48,6 +48,7 @@
 /* RR types and class (RFC 1035, RFC 3596). */
 #define DNS_T_A		1
 #define DNS_T_SOA	6
+#define DNS_T_PTR	12
 #define DNS_T_MX	15
 #define DNS_T_TXT	16
 #define DNS_T_AAAA	28
@@ -99,7 +100,7 @@ struct dns_answer {
 	size_t			 n;
 	struct dns_ans_mx	*mx;		/* DNS_T_MX, by preference */
 	unsigned char		(*ip)[16];	/* A: 4 bytes used; AAAA */
-	char			**txt;		/* DNS_T_TXT */
+	char			**txt;		/* DNS_T_TXT; DNS_T_PTR names */
 	size_t			*txtlen;
 	char			 name[];
 };
@@ -127,6 +128,7 @@ enum dns_kind {
 	DNS_K_MX,
 	DNS_K_ADDR,
 	DNS_K_TXT,
+	DNS_K_PTR,
 };
 
 struct dns_req {
@@ -144,6 +146,7 @@ struct dns_req {
 		dns_mx_cb	 mx;
 		dns_addr_cb	 addr;
 		dns_txt_cb	 txt;
+		dns_ptr_cb	 ptr;
 	}			 cb;
 	void			*arg;
 	struct dns_sub		 sub[DNS_NSUB];
@@ -710,6 +713,60 @@ fail:
 	return st;
 }
 
+/* PTR records: the target names, validated and lowercased; invalid
+ * ones are skipped, at most DNS_MAX_PTR kept. */
+static enum dns_status
+dns_parse_ptr(struct dns_answer *a, const unsigned char *p, int alen)
+{
+	size_t len, off = 12, i, qd, an, bad = 0;
+	char norm[DNS_NAME_MAX + 1];
+
+	if (p == NULL || alen < 12)
+		return DNS_TEMPFAIL;
+	len = (size_t)alen;
+	qd = dns_get16(p + 4);
+	an = dns_get16(p + 6);
+	for (i = 0; i < qd; i++) {
+		if (!dns_msg_skip_name(p, len, &off) || len - off < 4)
+			return DNS_TEMPFAIL;
+		off += 4;
+	}
+	a->txt = xcalloc(DNS_MAX_PTR, sizeof(*a->txt));
+	a->txtlen = xcalloc(DNS_MAX_PTR, sizeof(*a->txtlen));
+	for (i = 0; i < an; i++) {
+		uint16_t type, cls, rdlen;
+		char *name = NULL;
+		long enclen = 0;
+
+		if (!dns_msg_skip_name(p, len, &off) || len - off < 10)
+			return DNS_TEMPFAIL;
+		type = dns_get16(p + off);
+		cls = dns_get16(p + off + 2);
+		rdlen = dns_get16(p + off + 8);
+		off += 10;
+		if (len - off < rdlen)
+			return DNS_TEMPFAIL;
+		if (type == DNS_T_PTR && cls == DNS_C_IN &&
+		    a->n < DNS_MAX_PTR) {
+			if (ares_expand_name(p + off, p, alen, &name,
+			    &enclen) == ARES_SUCCESS && enclen >= 0 &&
+			    (size_t)enclen <= rdlen &&
+			    dns_name_norm(name, norm)) {
+				a->txt[a->n] = xstrdup(norm);
+				a->txtlen[a->n] = strlen(norm);
+				a->n++;
+			} else
+				bad++;
+			ares_free_string(name);
+		}
+		off += rdlen;
+	}
+	if (bad > 0)
+		log_warnx("dns: %s: %zu invalid PTR record(s) ignored",
+		    a->name, bad);
+	return a->n > 0 ? DNS_OK : DNS_NODATA;
+}
+
 static uint32_t
 dns_neg_ttl(const struct dns *d, const struct dns_msg_info *mi)
 {
@@ -740,6 +797,9 @@ dns_answer_from_reply(struct dns *d, const struct dns_query *q, int status,
 			ttl = mi.ans_ttl;
 		} else if (q->hn.qtype == DNS_T_TXT) {
 			a->status = dns_parse_txt(a, abuf, alen);
+			ttl = mi.ans_ttl;
+		} else if (q->hn.qtype == DNS_T_PTR) {
+			a->status = dns_parse_ptr(a, abuf, alen);
 			ttl = mi.ans_ttl;
 		} else
 			a->status = dns_parse_addr(a, abuf, alen, &ttl);
@@ -1157,6 +1217,22 @@ dns_txt_build(const struct dns_req *r, struct dns_txt_result *res,
 	res->ntxt = i;
 }
 
+static void
+dns_ptr_build(const struct dns_req *r, struct dns_ptr_result *res,
+    int64_t now)
+{
+	const struct dns_answer *a = r->sub[0].ans;
+	size_t i;
+
+	res->status = a->status;
+	res->ttl = a->status == DNS_TEMPFAIL ? 0 : dns_answer_ttl_left(a, now);
+	if (a->status != DNS_OK)
+		return;
+	for (i = 0; i < a->n && i < DNS_MAX_PTR; i++)
+		res->name[i] = a->txt[i];
+	res->nname = i;
+}
+
 /* Build the result, run the callback, free the request.  Only ever
  * called from the work event. */
 static void
@@ -1166,6 +1242,7 @@ dns_req_finish(struct dns_req *r)
 	struct dns_mx_result *mx;
 	struct dns_addr_result *ad;
 	struct dns_txt_result *tx;
+	struct dns_ptr_result *pt;
 
 	r->delivering = true;
 	switch (r->kind) {
@@ -1196,6 +1273,15 @@ dns_req_finish(struct dns_req *r)
 		r->cb.txt(r->arg, tx);
 		free(tx);
 		break;
+	case DNS_K_PTR:
+		pt = xcalloc(1, sizeof(*pt));
+		if (r->badname)
+			pt->status = DNS_BADNAME;
+		else
+			dns_ptr_build(r, pt, now);
+		r->cb.ptr(r->arg, pt);
+		free(pt);
+		break;
 	}
 	r->delivering = false;
 	dns_req_free(r);
@@ -1217,6 +1303,9 @@ dns_req_step(struct dns_req *r)
 			break;
 		case DNS_K_TXT:
 			dns_sub_start(r, 0, DNS_T_TXT);
+			break;
+		case DNS_K_PTR:
+			dns_sub_start(r, 0, DNS_T_PTR);
 			break;
 		case DNS_K_ADDR:
 			if (r->family != AF_INET)
@@ -1350,6 +1439,49 @@ dns_lookup_txt(struct dns *d, const char *name, dns_txt_cb cb, void *arg)
 	r->cb.txt = cb;
 	dns_req_schedule(r);
 	return r;
+}
+
+struct dns_req *
+dns_lookup_ptr(struct dns *d, const struct sockaddr *sa, dns_ptr_cb cb,
+    void *arg)
+{
+	static const char hex[] = "0123456789abcdef";
+	char name[DNS_NAME_MAX + 1];
+	const unsigned char *b;
+	struct dns_req *r;
+	size_t o = 0;
+	int i;
+
+	if (cb == NULL || sa == NULL)
+		fatalx("dns_lookup_ptr: no callback or address");
+	name[0] = '\0';
+	if (sa->sa_family == AF_INET) {
+		b = (const unsigned char *)
+		    &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+		(void)snprintf(name, sizeof(name), "%u.%u.%u.%u.in-addr.arpa",
+		    b[3], b[2], b[1], b[0]);
+	} else if (sa->sa_family == AF_INET6) {
+		b = (const unsigned char *)
+		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+		for (i = 15; i >= 0; i--) {
+			name[o++] = hex[b[i] & 0xf];
+			name[o++] = '.';
+			name[o++] = hex[b[i] >> 4];
+			name[o++] = '.';
+		}
+		memcpy(name + o, "ip6.arpa", sizeof("ip6.arpa"));
+	}
+	/* An unknown family leaves the name empty: DNS_BADNAME. */
+	r = dns_req_new(d, DNS_K_PTR, name, arg);
+	r->cb.ptr = cb;
+	dns_req_schedule(r);
+	return r;
+}
+
+struct event_base *
+dns_base(const struct dns *d)
+{
+	return d->base;
 }
 
 void

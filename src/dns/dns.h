@@ -4,7 +4,7 @@
  *
  * What it does: MX lookups with the RFC 5321 5.1 rules (no MX records ->
  * the domain itself is the implicit MX; a null MX (RFC 7505) -> permanent
- * failure), address (A/AAAA) and TXT lookups, and a cache that respects
+ * failure), address (A/AAAA), TXT and PTR (reverse) lookups, and a cache that respects
  * record TTLs (negative answers cached per RFC 2308, bounded in size).
  * The resolver address and port are configurable so tests can run their
  * own DNS server on loopback.
@@ -30,6 +30,7 @@ struct dns_req;
 #define DNS_MAX_ADDR	32
 #define DNS_MAX_TXT	32	/* records per answer */
 #define DNS_TXT_MAX	4096	/* bytes per record (strings joined) */
+#define DNS_MAX_PTR	16	/* names per PTR answer */
 
 enum dns_status {
 	DNS_OK = 0,
@@ -72,6 +73,14 @@ struct dns_txt_result {
 	uint32_t	ttl;
 };
 
+struct dns_ptr_result {
+	enum dns_status	status;
+	size_t		nname;
+	char		*name[DNS_MAX_PTR];	/* validated, lowercase, no
+						   trailing dot */
+	uint32_t	ttl;
+};
+
 struct dns_opts {
 	const char	*servers;	/* "127.0.0.1:5353,[::1]:53"; NULL or
 					   "" = /etc/resolv.conf */
@@ -88,6 +97,7 @@ void dns_free(struct dns *d);	/* cancels every pending request */
 typedef void (*dns_mx_cb)(void *arg, const struct dns_mx_result *r);
 typedef void (*dns_addr_cb)(void *arg, const struct dns_addr_result *r);
 typedef void (*dns_txt_cb)(void *arg, const struct dns_txt_result *r);
+typedef void (*dns_ptr_cb)(void *arg, const struct dns_ptr_result *r);
 
 /* The result is only valid during the callback.  The returned handle is
  * valid until the callback runs or dns_cancel() is called. */
@@ -98,7 +108,14 @@ struct dns_req *dns_lookup_addr(struct dns *d, const char *host, int family,
     dns_addr_cb cb, void *arg);
 struct dns_req *dns_lookup_txt(struct dns *d, const char *name,
     dns_txt_cb cb, void *arg);
+/* The reverse name of addr (AF_INET: in-addr.arpa, AF_INET6: ip6.arpa,
+ * nibbles; an IPv4-mapped address is asked as IPv6: map it first if that
+ * is not wanted). */
+struct dns_req *dns_lookup_ptr(struct dns *d, const struct sockaddr *addr,
+    dns_ptr_cb cb, void *arg);
 void dns_cancel(struct dns_req *r);
+/* The loop the resolver runs on (for callers that must defer work). */
+struct event_base *dns_base(const struct dns *d);
 
 /* Cache statistics, for tests and `ombud` diagnostics. */
 struct dns_stats {

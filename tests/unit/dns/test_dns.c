@@ -86,6 +86,10 @@ static const char *const local_data[] = {
 	"--local-ttl=1",
 	"--host-record=short.s.test,127.0.0.4",
 	"--host-record=zero.s.test,127.0.0.5,0",
+	"--ptr-record=6.0.0.127.in-addr.arpa,Rev.S.test.",
+	"--ptr-record=6.0.0.127.in-addr.arpa,two.s.test",
+	"--ptr-record=6.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa,"
+	    "rev6.s.test",
 	NULL,
 };
 
@@ -165,6 +169,20 @@ txt_cb(void *arg, const struct dns_txt_result *tr)
 		r->len[i] = tr->len[i];
 	}
 	res_done(r, tr->status, tr->ntxt, tr->ttl);
+}
+
+static void
+ptr_cb(void *arg, const struct dns_ptr_result *pr)
+{
+	struct res *r = arg;
+	size_t i;
+
+	assert_true(pr->nname <= DNS_MAX_PTR);
+	for (i = 0; i < pr->nname && i < DNS_MAX_TXT; i++) {
+		r->txt[i] = strdup(pr->name[i]);
+		r->len[i] = strlen(pr->name[i]);
+	}
+	res_done(r, pr->status, pr->nname, pr->ttl);
 }
 
 static void
@@ -553,6 +571,58 @@ test_txt(void **state)
 	txt_wait(d, "mx1.t.test", &r);
 	assert_int_equal(r.st, DNS_NODATA);
 	assert_int_equal(r.n, 0);
+	res_clear(&r);
+	dns_free(d);
+}
+
+static void
+ptr_wait(struct dns *d, const char *ip, struct res *r)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1)
+		s4->sin_family = AF_INET;
+	else {
+		assert_int_equal(inet_pton(AF_INET6, ip, &s6->sin6_addr), 1);
+		s6->sin6_family = AF_INET6;
+	}
+	res_clear(r);
+	wait_one(r, dns_lookup_ptr(d, (struct sockaddr *)&ss, ptr_cb, r));
+}
+
+/* PTR: reverse names of IPv4 and IPv6 (nibbles), lowercased, no dot. */
+static void
+test_ptr(void **state)
+{
+	struct dns *d = mk_default(srv_local);
+	struct res r = { 0 };
+	struct sockaddr_storage ss = { .ss_family = AF_UNIX };
+	bool rev = false, two = false;
+	size_t i;
+
+	ptr_wait(d, "127.0.0.6", &r);
+	assert_int_equal(r.st, DNS_OK);
+	assert_int_equal(r.n, 2);
+	for (i = 0; i < r.n; i++) {
+		rev |= strcmp(r.txt[i], "rev.s.test") == 0;
+		two |= strcmp(r.txt[i], "two.s.test") == 0;
+	}
+	assert_true(rev && two);
+	ptr_wait(d, "::6", &r);
+	assert_int_equal(r.st, DNS_OK);
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.txt[0], "rev6.s.test");
+	/* Cached: no new query. */
+	ptr_wait(d, "127.0.0.6", &r);
+	assert_int_equal(r.st, DNS_OK);
+	/* An address family without a reverse tree. */
+	res_clear(&r);
+	wait_one(&r, dns_lookup_ptr(d, (struct sockaddr *)&ss, ptr_cb, &r));
+	assert_int_equal(r.st, DNS_BADNAME);
+	assert_ptr_equal(dns_base(d), base);
 	res_clear(&r);
 	dns_free(d);
 }
@@ -1199,6 +1269,7 @@ main(void)
 		cmocka_unit_test(test_nxdomain),
 		cmocka_unit_test(test_addr),
 		cmocka_unit_test(test_txt),
+		cmocka_unit_test(test_ptr),
 		cmocka_unit_test(test_badname),
 		cmocka_unit_test(test_tempfail),
 		cmocka_unit_test(test_cache),
