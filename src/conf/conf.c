@@ -1194,6 +1194,10 @@ check_global(const struct conf *c, const int *glines, struct perr *pe)
 	const char *key;
 	int line;
 
+	if (!hostname_ok(c->hostname, strlen(c->hostname)))
+		return perr_set(pe, gline(glines, "hostname"), "hostname",
+		    "'%s' is not a host name (it goes into greetings, EHLO "
+		    "and Received headers)", c->hostname);
 	if (c->retry_max < c->retry_min) {
 		key = later_key(glines, "retry_min", "retry_max", &line);
 		fmt_duration(c->retry_max, a, sizeof(a));

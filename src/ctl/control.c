@@ -153,7 +153,18 @@ control_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 	struct control *c = arg;
 	struct bufferevent *bev;
 	struct timeval tv = { 10, 0 };
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
 
+	/* the socket is 0600 already; the kernel's word on the peer is the
+	 * second lock (a permissive umask, a copied directory) */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0 ||
+	    (cred.uid != geteuid() && cred.uid != 0)) {
+		log_event(LOG_LVL_WARN, "control.refused", "reason",
+		    "peer is another user", NULL);
+		close(fd);
+		return;
+	}
 	bev = bufferevent_socket_new(c->srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
 		close(fd);
@@ -213,6 +224,7 @@ control_request(const char *run_dir, const char *request, char *reply,
 {
 	struct sockaddr_un sun;
 	size_t got = 0;
+	struct timeval tmo = { 30, 0 };
 	int fd;
 
 	memset(&sun, 0, sizeof(sun));
@@ -223,6 +235,10 @@ control_request(const char *run_dir, const char *request, char *reply,
 	}
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		return -1;
+	/* a wedged server must not hang the CLI forever */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo)) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo)) != 0)
+		goto fail;
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0)
 		goto fail;
 	if (write_all(fd, request, strlen(request)) != 0 ||

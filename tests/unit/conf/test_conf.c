@@ -142,6 +142,9 @@ static const struct bad bads[] = {
 	  "tls = starttls\n", "key 'tls_cert'" },
 	{ "[listener a]\naddress = 127.0.0.1:1\n",
 	  "key 'auth_requires_tls': listener 'a' requires AUTH" },
+	{ "hostname = gw_1!.example\n[listener a]\naddress = 127.0.0.1:1\n"
+	  "auth = no\ntrusted_networks = 127.0.0.0/8\n",
+	  "t.conf:1: key 'hostname': 'gw_1!.example' is not a host name" },
 	{ "credentials=file:x\n[listener a]\naddress = 127.0.0.1:1\n"
 	  "auth = no\n", "nobody could ever submit" },
 	{ "credentials=file:x\n[listener a]\naddress = 127.0.0.1:1\n"
