@@ -99,7 +99,7 @@ static const struct kdef keys[] = {
 	G("max_sessions", K_U64, max_sessions, "10000", 1, 1000000,
 	  "Concurrent SMTP sessions; more get 421 4.3.2 at connect."),
 	G("max_sessions_per_ip", K_U64, max_sessions_per_ip, "500", 1, 1000000,
-	  "Concurrent sessions from one client address."),
+	  "Concurrent sessions from one client address (IPv6: one /64)."),
 	G("timeout_command", K_DURATION, timeout_command, "5m", 1, DAY,
 	  "Idle time waiting for a command (s, m, h, d suffixes)."),
 	G("timeout_data", K_DURATION, timeout_data, "10m", 1, DAY,

@@ -119,8 +119,10 @@ sockaddr_key(const struct sockaddr *sa, uint8_t out[16], int *family)
 		return true;
 	}
 	if (sa->sa_family == AF_INET6) {
+		/* per /64: one IPv6 host usually has a whole /64 to pick
+		 * addresses from, so counting per /128 would not limit it */
 		memcpy(out, ((const struct sockaddr_in6 *)(const void *)sa)->
-		    sin6_addr.s6_addr, 16);
+		    sin6_addr.s6_addr, 8);
 		return true;
 	}
 	return false;
