@@ -186,6 +186,9 @@ struct scheduler {
 						   until its domain passes
 						   SPF and DKIM */
 	bool			 stopping;
+	void			(*idle_cb)(void *);	/* stopping, and
+							   nothing in flight */
+	void			*idle_arg;
 	struct scheduler_stats	 st;
 };
 
@@ -1175,6 +1178,8 @@ delivery_free(struct delivery *d)
 	free(d);
 	s->inflight--;
 	sched_arm(s);
+	if (s->stopping && s->inflight == 0 && s->idle_cb != NULL)
+		s->idle_cb(s->idle_arg);
 }
 
 /* Write the attempt's outcome: log, then remove or update and reschedule. */
@@ -1773,12 +1778,35 @@ scheduler_delete(struct scheduler *s, const char *id)
 	return 0;
 }
 
+size_t
+scheduler_inflight(const struct scheduler *s)
+{
+	return s ? s->inflight : 0;
+}
+
 void
-scheduler_stop(struct scheduler *s)
+scheduler_stop(struct scheduler *s, void (*idle_cb)(void *), void *arg)
 {
 	if (s == NULL)
 		return;
 	s->stopping = true;
+	s->idle_cb = idle_cb;
+	s->idle_arg = arg;
+	/* jobs still waiting for a connection will not get one: deferred
+	 * now, so that their messages' state is written before the exit */
+	for (size_t i = 0; i < s->dh_size; i++)
+		for (struct dest *dt = s->dh[i]; dt != NULL; dt = dt->hnext) {
+			struct job *j;
+
+			while ((j = TAILQ_FIRST(&dt->jobs)) != NULL) {
+				dest_unqueue(dt, j);
+				job_fail(j, "451 4.3.2 The gateway is shutting "
+				    "down; tried again later", false, NULL);
+				job_done(j);
+			}
+		}
+	if (s->inflight == 0 && idle_cb != NULL)
+		idle_cb(arg);
 	evtimer_del(s->tick_ev);
 }
 
@@ -1883,6 +1911,7 @@ scheduler_free(struct scheduler *s)
 	if (s == NULL)
 		return;
 	s->stopping = true;
+	s->idle_cb = NULL;
 	/* connections first: their jobs point into deliveries */
 	for (size_t i = 0; i < s->dh_size; i++)
 		while (s->dh[i]) {

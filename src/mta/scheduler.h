@@ -63,9 +63,13 @@ int scheduler_flush(struct scheduler *s, const char *id); /* NULL: all */
 int scheduler_hold(struct scheduler *s, const char *id, bool hold);
 int scheduler_delete(struct scheduler *s, const char *id);
 
-/* Stop starting deliveries (SIGTERM); what runs finishes or is cut by
- * scheduler_free. */
-void scheduler_stop(struct scheduler *s);
+/* Stop starting deliveries (SIGTERM): attempts in flight finish (a
+ * connection not yet up gives up at once, deferring), and idle_cb(arg)
+ * runs when the last one ended.  What still runs at scheduler_free is
+ * cut (tried again after a restart). */
+void scheduler_stop(struct scheduler *s, void (*idle_cb)(void *),
+    void *arg);
+size_t scheduler_inflight(const struct scheduler *s);
 
 struct scheduler_stats {
 	size_t		queued;		/* messages known */

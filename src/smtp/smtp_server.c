@@ -152,6 +152,22 @@ ipcount_slot(struct server *srv, const struct sockaddr *sa, bool create)
 	return pp;
 }
 
+/* Shutting down: exit the loop once the last session and the last
+ * delivery attempt in flight are done (or the deadline passed). */
+static void
+server_maybe_done(struct server *srv)
+{
+	if (srv->shutting_down && srv->nsessions == 0 &&
+	    (scheduler_inflight(srv->sched) == 0 || srv->deadline_passed))
+		event_base_loopbreak(srv->base);
+}
+
+static void
+server_sched_idle(void *arg)
+{
+	server_maybe_done(arg);
+}
+
 void
 server_session_gone(struct server *srv, struct session *s)
 {
@@ -162,8 +178,7 @@ server_session_gone(struct server *srv, struct session *s)
 		*pp = dead->next;
 		free(dead);
 	}
-	if (srv->shutting_down && srv->nsessions == 0)
-		event_base_loopbreak(srv->base);
+	server_maybe_done(srv);
 }
 
 static void
@@ -258,7 +273,9 @@ server_deadline_cb(evutil_socket_t fd, short what, void *arg)
 	struct server *srv = arg;
 
 	log_event(LOG_LVL_WARN, "server.shutdown_timeout", NULL);
+	srv->deadline_passed = true;
 	session_shutdown_all(srv, true);
+	server_maybe_done(srv);
 }
 
 static void
@@ -271,12 +288,14 @@ server_shutdown(struct server *srv)
 	if (srv->shutting_down)
 		return;
 	srv->shutting_down = true;
-	scheduler_stop(srv->sched);
+	/* deliveries in flight finish (their results are written, so no
+	 * duplicate after the restart); nothing new starts */
+	scheduler_stop(srv->sched, server_sched_idle, srv);
 	snprintf(n, sizeof(n), "%zu", srv->nsessions);
 	log_event(LOG_LVL_INFO, "server.shutdown", "sessions", n, NULL);
 	server_stop_listening(srv);
 	session_shutdown_all(srv, false);
-	if (srv->nsessions == 0) {
+	if (srv->nsessions == 0 && scheduler_inflight(srv->sched) == 0) {
 		event_base_loopbreak(srv->base);
 		return;
 	}

@@ -62,6 +62,7 @@ struct server {
 	size_t			 nsessions;
 	struct ipcount		**ipcounts;	/* hash buckets */
 	bool			 shutting_down;
+	bool			 deadline_passed; /* timeout_shutdown */
 	struct event		*ev_term, *ev_int, *ev_hup, *ev_deadline;
 	struct control		*control;
 	unsigned long long	 accepted;	/* messages, for stats */

@@ -255,6 +255,37 @@ class Policy(DeliveryTestCase):
 
     # --- restart ----------------------------------------------------------------
 
+    def test_sigterm_lets_deliveries_finish(self):
+        """SIGTERM while the remote server takes its time with the DATA
+        reply: the attempt finishes and is recorded before the exit, so
+        the restart sends nothing twice; a message waiting for a
+        connection is deferred, not lost."""
+        dns, port, dest, src = self.setup(["-w", "3"])
+        gw = self.delivery_gateway(dns, port, overrides={
+            "dest_max_connections": "1"})
+        a = self.submit(gw, message(sender=self.SENDER, rcpt=RCPT,
+                                    subject="first"))
+        b = self.submit(gw, message(sender=self.SENDER, rcpt=RCPT,
+                                    subject="second"))
+        self.wait_event(gw, "mta.connected")
+        time.sleep(0.5)             # inside the transaction of a
+        t = time.monotonic()
+        gw.stop()                   # exit 0 and a clean log
+        self.assertLess(time.monotonic() - t, 25)
+        ev = self.events(gw, "delivery.delivered", qid=a)
+        self.assertEqual(len(ev), 1, gw.log_tail(30))
+        self.assertEqual(dest.count(), 1)
+        # the second waited for the connection: deferred, kept
+        gw.start()
+        self.assertNotIn(a, gw.queue_ids())
+        self.assertIn(b, gw.queue_ids())
+        self.ctl(gw, "flush")
+        self.wait_event(gw, "delivery.delivered", qid=b, timeout=30)
+        self.wait_gone(gw, [b])
+        self.assertEqual(sorted(m.header("Subject")[0]
+                                for m in dest.messages()),
+                         ["first", "second"])
+
     def test_deferred_state_survives_restart(self):
         dns, port, dest, src = self.setup(
             ["-r", "RCPT", "-b", "452 4.2.2 Mailbox full"])
