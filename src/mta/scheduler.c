@@ -354,6 +354,25 @@ msg_drop(struct scheduler *s, struct smsg *m)
 
 /* --- destinations -------------------------------------------------- */
 
+/* Twice the buckets (many live destinations: a burst to many domains). */
+static void
+dest_grow(struct scheduler *s)
+{
+	size_t nsize = s->dh_size * 2;
+	struct dest **nh = xcalloc(nsize, sizeof(*nh));
+
+	for (size_t i = 0; i < s->dh_size; i++)
+		while (s->dh[i]) {
+			struct dest *dt = s->dh[i];
+			s->dh[i] = dt->hnext;
+			dt->hnext = nh[hash_str(dt->key) & (nsize - 1)];
+			nh[hash_str(dt->key) & (nsize - 1)] = dt;
+		}
+	free(s->dh);
+	s->dh = nh;
+	s->dh_size = nsize;
+}
+
 static struct dest *
 dest_get(struct scheduler *s, const char *key, bool is_route, bool is_tenant,
     bool is_user)
@@ -374,7 +393,8 @@ dest_get(struct scheduler *s, const char *key, bool is_route, bool is_tenant,
 	TAILQ_INIT(&dt->jobs);
 	TAILQ_INIT(&dt->conns);
 	*pp = dt;
-	s->ndest++;
+	if (++s->ndest > s->dh_size)
+		dest_grow(s);
 	return dt;
 }
 
