@@ -385,7 +385,8 @@ dkim_bodyhash_update(struct dkim_bodyhash *bh, const char *p, size_t n)
 }
 
 int
-dkim_bodyhash_final(struct dkim_bodyhash *bh, unsigned char out[DKIM_HASH_LEN])
+dkim_bodyhash_final(struct dkim_bodyhash *bh,
+    unsigned char out[DKIM_HASH_LEN])
 {
 	unsigned int n = 0;
 
