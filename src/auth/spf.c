@@ -1,0 +1,1310 @@
+/*
+ * spf.c - SPF (RFC 7208) check_host(), asynchronous on the dns layer.
+ *
+ * What it does: looks up the TXT records of a domain, selects the one
+ * SPF record ("v=spf1" then a space or the end; several -> permerror),
+ * parses the whole record first (any syntax error -> permerror), then
+ * evaluates the terms left to right.  include and redirect push or
+ * replace a frame on a small stack; each DNS answer resumes the
+ * evaluation where it stopped.  Limits (4.6.4): 10 terms that cause DNS
+ * lookups (include, a, mx, ptr, exists, redirect), 2 void lookups,
+ * 10 MX names (more -> permerror), 10 PTR names (the rest ignored).
+ * Macros (section 7) with transformers and delimiters; %{p} is the
+ * validated PTR name, looked up only when a macro asks for it; %{r} is
+ * "unknown".  exp= is evaluated for a fail of the outermost record.
+ * Type SPF (99) records are not looked at (RFC 7208 3.1).
+ *
+ * Must never: run the callback synchronously or after spf_cancel();
+ * exceed the lookup limits; read record text or expansions beyond
+ * their bounds (every buffer is bounded, every overflow is an error).
+ */
+#include "auth/spf.h"
+#include "dns/dns.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <ctype.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#define SPF_MAX_LOOKUPS	10
+#define SPF_MAX_VOID	2
+#define SPF_MAX_MX	10
+#define SPF_MAX_PTR	10
+#define SPF_MAX_DEPTH	(SPF_MAX_LOOKUPS + 2)
+#define SPF_EXP_MAX	1024	/* an expansion */
+#define SPF_VAL_MAX	512	/* a macro's value before transformers */
+#define SPF_PARTS_MAX	(SPF_VAL_MAX + 1)
+#define SPF_LOCAL_MAX	256
+
+enum spf_mech {
+	SPF_M_ALL, SPF_M_INCLUDE, SPF_M_A, SPF_M_MX, SPF_M_PTR, SPF_M_IP4,
+	SPF_M_IP6, SPF_M_EXISTS,
+};
+
+static const char *const spf_mech_names[] = {
+	"all", "include", "a", "mx", "ptr", "ip4", "ip6", "exists",
+};
+
+struct spf_term {
+	enum spf_mech	 mech;
+	enum spf_result	 qual;
+	const char	*spec;		/* domain-spec, NULL = <domain> */
+	const char	*text;		/* the term as written */
+	int		 cidr4, cidr6;
+	unsigned char	 ip[16];
+};
+
+struct spf_rec {
+	char		*buf;		/* the terms, NUL-separated */
+	char		*orig;		/* the terms as written */
+	struct spf_term	*t;
+	size_t		 n;
+	const char	*redirect;
+	const char	*exp;
+	bool		 has_all;
+};
+
+struct spf_frame {
+	char		 domain[DNS_NAME_MAX + 1];
+	struct spf_rec	 rec;
+	bool		 loaded;
+	bool		 included;	/* by include: none -> permerror */
+	bool		 redirected;	/* by redirect: none -> permerror */
+	size_t		 cur;
+};
+
+enum spf_op {
+	SPF_OP_NONE, SPF_OP_TXT, SPF_OP_A, SPF_OP_MX, SPF_OP_MXADDR,
+	SPF_OP_PTR, SPF_OP_PTRADDR, SPF_OP_EXISTS, SPF_OP_EXP,
+};
+
+struct spf_req {
+	struct dns		*d;
+	struct event		*ev;
+	spf_cb			 cb;
+	void			*arg;
+	struct dns_req		*q;
+	enum spf_op		 op;
+	int			 family;
+	unsigned char		 ip[16];
+	char			 sender[SPF_LOCAL_MAX + DNS_NAME_MAX + 2];
+	char			 local[SPF_LOCAL_MAX + 1];
+	char			 odomain[DNS_NAME_MAX + 1];
+	char			 helo[DNS_NAME_MAX + 1];
+	char			 istr[80];
+	char			 cstr[INET6_ADDRSTRLEN];
+	char			 tstr[24];
+	char			 pstr[DNS_NAME_MAX + 1];
+	char			 target[DNS_NAME_MAX + 1];
+	struct spf_frame	 fr[SPF_MAX_DEPTH];
+	int			 depth;
+	int			 lookups, voids;
+	int			 pstate;	/* 0 not yet, 1 running, 2 done */
+	bool			 ptr_void;
+	char			*ptrn[SPF_MAX_PTR];
+	size_t			 nptrn, iptr;
+	char			*valid[SPF_MAX_PTR];
+	size_t			 nvalid;
+	char			*mxn[SPF_MAX_MX];
+	size_t			 nmx, imx;
+	bool			 done;
+	bool			 exp_asked;
+	enum spf_result		 res;
+	char			 reason[512];
+	char			*exp;
+};
+
+const char *
+spf_result_str(enum spf_result r)
+{
+	switch (r) {
+	case SPF_NONE:		return "none";
+	case SPF_NEUTRAL:	return "neutral";
+	case SPF_PASS:		return "pass";
+	case SPF_FAIL:		return "fail";
+	case SPF_SOFTFAIL:	return "softfail";
+	case SPF_TEMPERROR:	return "temperror";
+	case SPF_PERMERROR:	return "permerror";
+	}
+	return "?";
+}
+
+/* -- macros (RFC 7208 7) ----------------------------------------------- */
+
+static bool
+spf_is_delim(char c)
+{
+	return c != '\0' && strchr(".-+,/_=", c) != NULL;
+}
+
+static const char *
+spf_macro_value(const struct spf_macro_env *env, char letter, int exp)
+{
+	const char *v = NULL;
+
+	switch (letter) {
+	case 's': v = env->s; break;
+	case 'l': v = env->l; break;
+	case 'o': v = env->o; break;
+	case 'd': v = env->d; break;
+	case 'i': v = env->i; break;
+	case 'p': v = env->p; break;
+	case 'v': v = env->v; break;
+	case 'h': v = env->h; break;
+	case 'c': if (exp) v = env->c; else return NULL; break;
+	case 'r': if (exp) v = env->r; else return NULL; break;
+	case 't': if (exp) v = env->t; else return NULL; break;
+	default: return NULL;
+	}
+	return v != NULL ? v : "unknown";
+}
+
+static bool
+spf_out(char *out, size_t outlen, size_t *o, const char *s, size_t n)
+{
+	if (n >= outlen - *o)
+		return false;
+	memcpy(out + *o, s, n);
+	*o += n;
+	out[*o] = '\0';
+	return true;
+}
+
+/* One %{...} at in (after "%{"); *used gets its length up to '}'. */
+static bool
+spf_macro_one(const struct spf_macro_env *env, const char *in, int exp,
+    char *out, size_t outlen, size_t *o, size_t *used)
+{
+	char letter, delims[8], buf[SPF_VAL_MAX + 1], tmp[SPF_EXP_MAX];
+	const char *v, *p = in;
+	size_t st[SPF_PARTS_MAX], ln[SPF_PARTS_MAX];
+	size_t np = 0, nd = 0, i, vl, first, t = 0;
+	unsigned long keep = 0;
+	bool rev = false, upper;
+
+	letter = *p++;
+	upper = isupper((unsigned char)letter) != 0;
+	v = spf_macro_value(env, (char)tolower((unsigned char)letter), exp);
+	if (v == NULL)
+		return false;
+	if (isdigit((unsigned char)*p)) {
+		while (isdigit((unsigned char)*p)) {
+			keep = keep * 10 + (unsigned long)(*p - '0');
+			if (keep > 1000)
+				return false;
+			p++;
+		}
+		if (keep == 0)
+			return false;
+	}
+	if (*p == 'r' || *p == 'R') {
+		rev = true;
+		p++;
+	}
+	while (spf_is_delim(*p)) {
+		if (nd < sizeof(delims) - 1 && strchr(delims, *p) == NULL)
+			delims[nd++] = *p;
+		delims[nd] = '\0';
+		p++;
+	}
+	if (*p != '}')
+		return false;
+	*used = (size_t)(p - in) + 1;
+	vl = strnlen(v, SPF_VAL_MAX + 1);
+	if (vl > SPF_VAL_MAX)
+		return false;
+	memcpy(buf, v, vl);
+	buf[vl] = '\0';
+	if (nd == 0) {
+		delims[0] = '.';
+		delims[1] = '\0';
+		nd = 1;
+	}
+	/* Split. */
+	st[0] = 0;
+	for (i = 0; i <= vl; i++) {
+		if (i == vl || strchr(delims, buf[i]) != NULL) {
+			ln[np] = i - st[np];
+			np++;
+			if (i < vl)
+				st[np] = i + 1;
+		}
+	}
+	if (rev)
+		for (i = 0; i < np / 2; i++) {
+			size_t a = st[i], b = ln[i];
+
+			st[i] = st[np - 1 - i];
+			ln[i] = ln[np - 1 - i];
+			st[np - 1 - i] = a;
+			ln[np - 1 - i] = b;
+		}
+	first = (keep > 0 && keep < np) ? np - keep : 0;
+	tmp[0] = '\0';
+	for (i = first; i < np; i++) {
+		if (i > first && !spf_out(tmp, sizeof(tmp), &t, ".", 1))
+			return false;
+		if (!spf_out(tmp, sizeof(tmp), &t, buf + st[i], ln[i]))
+			return false;
+	}
+	if (!upper)
+		return spf_out(out, outlen, o, tmp, t);
+	for (i = 0; i < t; i++) {
+		unsigned char c = (unsigned char)tmp[i];
+		char hx[4];
+
+		if (isalnum(c) || c == '-' || c == '.' || c == '_' ||
+		    c == '~') {
+			if (!spf_out(out, outlen, o, tmp + i, 1))
+				return false;
+			continue;
+		}
+		(void)snprintf(hx, sizeof(hx), "%%%02X", c);
+		if (!spf_out(out, outlen, o, hx, 3))
+			return false;
+	}
+	return true;
+}
+
+int
+spf_macro_expand(const struct spf_macro_env *env, const char *in, int exp,
+    char *out, size_t outlen)
+{
+	size_t o = 0, used;
+	const char *p;
+
+	if (outlen == 0 || in == NULL)
+		return -1;
+	out[0] = '\0';
+	for (p = in; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c != '%') {
+			if ((c < 0x21 && !(exp && c == ' ')) || c > 0x7e)
+				goto fail;
+			if (!spf_out(out, outlen, &o, p, 1))
+				goto fail;
+			continue;
+		}
+		p++;
+		if (*p == '%') {
+			if (!spf_out(out, outlen, &o, "%", 1))
+				goto fail;
+		} else if (*p == '_') {
+			if (!spf_out(out, outlen, &o, " ", 1))
+				goto fail;
+		} else if (*p == '-') {
+			if (!spf_out(out, outlen, &o, "%20", 3))
+				goto fail;
+		} else if (*p == '{') {
+			if (!spf_macro_one(env, p + 1, exp, out, outlen, &o,
+			    &used))
+				goto fail;
+			p += used;
+		} else
+			goto fail;
+	}
+	return (int)o;
+fail:
+	out[0] = '\0';
+	return -1;
+}
+
+/* -- record parsing ------------------------------------------------------ */
+
+/* CIDR length: "0" or no leading zero, at most max. */
+static bool
+spf_cidr(const char *s, int max, int *out)
+{
+	int v = 0;
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 3 || (n > 1 && s[0] == '0'))
+		return false;
+	for (; *s != '\0'; s++) {
+		if (!isdigit((unsigned char)*s))
+			return false;
+		v = v * 10 + (*s - '0');
+	}
+	if (v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* A strict dotted quad: four decimal octets, no leading zeros. */
+static bool
+spf_ip4(const char *s, unsigned char out[4])
+{
+	int i, v, nd;
+
+	for (i = 0; i < 4; i++) {
+		v = 0;
+		nd = 0;
+		while (isdigit((unsigned char)*s)) {
+			if (nd > 0 && v == 0)
+				return false;
+			v = v * 10 + (*s++ - '0');
+			if (++nd > 3 || v > 255)
+				return false;
+		}
+		if (nd == 0)
+			return false;
+		out[i] = (unsigned char)v;
+		if (i < 3 && *s++ != '.')
+			return false;
+	}
+	return *s == '\0';
+}
+
+static bool
+spf_toplabel(const char *s, size_t n)
+{
+	size_t i;
+	bool alpha = false, dash = false;
+
+	if (n == 0 || !isalnum((unsigned char)s[0]) ||
+	    !isalnum((unsigned char)s[n - 1]))
+		return false;
+	for (i = 0; i < n; i++) {
+		if (isalpha((unsigned char)s[i]))
+			alpha = true;
+		else if (s[i] == '-')
+			dash = true;
+		else if (!isdigit((unsigned char)s[i]))
+			return false;
+	}
+	return alpha || dash;
+}
+
+/* domain-spec = macro-string domain-end (RFC 7208 7.1). */
+static bool
+spf_domspec_ok(const char *s)
+{
+	static const struct spf_macro_env env = { 0 };
+	char tmp[SPF_EXP_MAX];
+	size_t n = strlen(s);
+	const char *dot;
+
+	if (n == 0 || spf_macro_expand(&env, s, 0, tmp, sizeof(tmp)) < 0)
+		return false;
+	if (s[n - 1] == '}')
+		return true;
+	if (s[n - 1] == '.')
+		n--;
+	if (n == 0)
+		return false;
+	dot = memrchr(s, '.', n);
+	if (dot == NULL)
+		return false;
+	return spf_toplabel(dot + 1, n - (size_t)(dot + 1 - s));
+}
+
+static void
+spf_rec_free(struct spf_rec *rec)
+{
+	free(rec->buf);
+	free(rec->orig);
+	free(rec->t);
+	memset(rec, 0, sizeof(*rec));
+}
+
+/* Splits "/n" and "//n" off the end of s (in place). */
+static bool
+spf_dual_cidr(char *s, struct spf_term *t)
+{
+	char *p;
+
+	if ((p = strstr(s, "//")) != NULL) {
+		if (!spf_cidr(p + 2, 128, &t->cidr6))
+			return false;
+		*p = '\0';
+	}
+	if ((p = strrchr(s, '/')) != NULL) {
+		if (!spf_cidr(p + 1, 32, &t->cidr4))
+			return false;
+		*p = '\0';
+	}
+	return true;
+}
+
+static int
+spf_term_parse(struct spf_rec *rec, char *tok, char *err, size_t errlen)
+{
+	struct spf_term *t = &rec->t[rec->n];
+	char *p = tok, *arg, *rest;
+	size_t nl, i;
+	bool qual = true;
+
+	memset(t, 0, sizeof(*t));
+	t->qual = SPF_PASS;
+	t->cidr4 = 32;
+	t->cidr6 = 128;
+	switch (*p) {
+	case '+': p++; break;
+	case '-': t->qual = SPF_FAIL; p++; break;
+	case '~': t->qual = SPF_SOFTFAIL; p++; break;
+	case '?': t->qual = SPF_NEUTRAL; p++; break;
+	default: qual = false; break;
+	}
+	nl = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789-_.");
+	rest = p + nl;
+	if (*rest == '=' && !qual) {
+		/* A modifier. */
+		if (nl == 0 || !isalpha((unsigned char)p[0])) {
+			snprintf(err, errlen, "bad modifier name: %s", tok);
+			return -1;
+		}
+		arg = rest + 1;
+		*rest = '\0';
+		if (strcasecmp(p, "redirect") == 0 || strcasecmp(p, "exp") == 0) {
+			const char **slot = tolower((unsigned char)p[0]) == 'r' ?
+			    &rec->redirect : &rec->exp;
+
+			if (*slot != NULL) {
+				snprintf(err, errlen, "duplicate %s=", p);
+				return -1;
+			}
+			if (!spf_domspec_ok(arg)) {
+				snprintf(err, errlen, "bad domain-spec in %s=",
+				    p);
+				return -1;
+			}
+			*slot = arg;
+		} else {
+			static const struct spf_macro_env env = { 0 };
+			char tmp[SPF_EXP_MAX];
+
+			if (spf_macro_expand(&env, arg, 1, tmp,
+			    sizeof(tmp)) < 0) {
+				snprintf(err, errlen, "bad macro-string in "
+				    "modifier %s", p);
+				return -1;
+			}
+		}
+		return 0;
+	}
+	for (i = 0; i < sizeof(spf_mech_names) / sizeof(*spf_mech_names); i++)
+		if (strlen(spf_mech_names[i]) == nl &&
+		    strncasecmp(p, spf_mech_names[i], nl) == 0)
+			break;
+	if (i == sizeof(spf_mech_names) / sizeof(*spf_mech_names) ||
+	    (*rest != '\0' && *rest != ':' && *rest != '/')) {
+		snprintf(err, errlen, "unknown mechanism: %s", tok);
+		return -1;
+	}
+	t->mech = (enum spf_mech)i;
+	switch (t->mech) {
+	case SPF_M_ALL:
+		if (*rest != '\0')
+			goto bad;
+		rec->has_all = true;
+		break;
+	case SPF_M_INCLUDE:
+	case SPF_M_EXISTS:
+		if (*rest != ':' || !spf_domspec_ok(rest + 1))
+			goto bad;
+		t->spec = rest + 1;
+		break;
+	case SPF_M_PTR:
+		if (*rest == '/')
+			goto bad;
+		if (*rest == ':') {
+			if (!spf_domspec_ok(rest + 1))
+				goto bad;
+			t->spec = rest + 1;
+		}
+		break;
+	case SPF_M_A:
+	case SPF_M_MX:
+		if (!spf_dual_cidr(rest, t))
+			goto bad;
+		if (*rest == ':') {
+			if (!spf_domspec_ok(rest + 1))
+				goto bad;
+			t->spec = rest + 1;
+		} else if (*rest != '\0')
+			goto bad;
+		break;
+	case SPF_M_IP4:
+		if (*rest != ':')
+			goto bad;
+		if ((arg = strchr(rest, '/')) != NULL) {
+			if (!spf_cidr(arg + 1, 32, &t->cidr4))
+				goto bad;
+			*arg = '\0';
+		}
+		if (!spf_ip4(rest + 1, t->ip))
+			goto bad;
+		break;
+	case SPF_M_IP6:
+		if (*rest != ':')
+			goto bad;
+		if ((arg = strchr(rest, '/')) != NULL) {
+			if (!spf_cidr(arg + 1, 128, &t->cidr6))
+				goto bad;
+			*arg = '\0';
+		}
+		if (inet_pton(AF_INET6, rest + 1, t->ip) != 1)
+			goto bad;
+		break;
+	}
+	rec->n++;
+	return 0;
+bad:
+	snprintf(err, errlen, "bad %s mechanism", spf_mech_names[i]);
+	return -1;
+}
+
+/* txt is a selected record: "v=spf1" then a space or the end. */
+static int
+spf_rec_parse(const char *txt, struct spf_rec *rec, char *err, size_t errlen)
+{
+	size_t len = strlen(txt), i, max;
+	char *tok, *save = NULL, *o;
+
+	memset(rec, 0, sizeof(*rec));
+	if (len < 6 || strncasecmp(txt, "v=spf1", 6) != 0 ||
+	    (txt[6] != ' ' && txt[6] != '\0')) {
+		snprintf(err, errlen, "not an SPF record");
+		goto fail;
+	}
+	for (i = 0; i < len; i++)
+		if ((unsigned char)txt[i] < 0x20 ||
+		    (unsigned char)txt[i] > 0x7e) {
+			snprintf(err, errlen, "invalid character in record");
+			goto fail;
+		}
+	rec->buf = xstrdup(txt + 6);
+	rec->orig = xstrdup(txt + 6);
+	max = len / 2 + 1;
+	rec->t = xcalloc(max, sizeof(*rec->t));
+	for (tok = strtok_r(rec->buf, " ", &save); tok != NULL;
+	    tok = strtok_r(NULL, " ", &save)) {
+		o = rec->orig + (tok - rec->buf);
+		if (rec->n >= max) {
+			snprintf(err, errlen, "too many terms");
+			goto fail;
+		}
+		o[strlen(tok)] = '\0';
+		if (spf_term_parse(rec, tok, err, errlen) < 0)
+			goto fail;
+		if (rec->n > 0 && rec->t[rec->n - 1].text == NULL)
+			rec->t[rec->n - 1].text = o;
+	}
+	return 0;
+fail:
+	spf_rec_free(rec);
+	return -1;
+}
+
+int
+spf_record_check(const char *txt, char *err, size_t errlen)
+{
+	struct spf_rec rec;
+
+	if (spf_rec_parse(txt, &rec, err, errlen) < 0)
+		return -1;
+	spf_rec_free(&rec);
+	return 0;
+}
+
+/* -- evaluation ------------------------------------------------------------ */
+
+static void spf_run(struct spf_req *);
+static void spf_frame_start(struct spf_req *, const char *, bool, bool);
+
+static void
+spf_finish(struct spf_req *r, enum spf_result res, const char *reason)
+{
+	if (r->done)
+		return;
+	r->done = true;
+	r->res = res;
+	(void)snprintf(r->reason, sizeof(r->reason), "%s", reason);
+	event_active(r->ev, EV_TIMEOUT, 0);
+}
+
+static void
+spf_env(struct spf_req *r, struct spf_macro_env *env)
+{
+	memset(env, 0, sizeof(*env));
+	env->s = r->sender;
+	env->l = r->local;
+	env->o = r->odomain;
+	env->d = r->fr[r->depth].domain;
+	env->i = r->istr;
+	env->p = r->pstate == 2 ? r->pstr : "unknown";
+	env->v = r->family == AF_INET ? "in-addr" : "ip6";
+	env->h = r->helo;
+	env->c = r->cstr;
+	env->r = "unknown";
+	env->t = r->tstr;
+}
+
+/* Expands a domain-spec into r->target (left labels dropped over 253). */
+static bool
+spf_expand_domain(struct spf_req *r, const char *spec)
+{
+	struct spf_macro_env env;
+	char tmp[SPF_EXP_MAX];
+	const char *p;
+	size_t n;
+
+	spf_env(r, &env);
+	if (spec == NULL)
+		spec = r->fr[r->depth].domain;
+	if (spf_macro_expand(&env, spec, 0, tmp, sizeof(tmp)) < 0)
+		return false;
+	n = strlen(tmp);
+	if (n > 0 && tmp[n - 1] == '.')
+		tmp[--n] = '\0';
+	p = tmp;
+	while (strlen(p) > 253 && (p = strchr(p, '.')) != NULL)
+		p++;
+	if (p == NULL || *p == '\0')
+		return false;
+	return strlcpy_ok(r->target, p, sizeof(r->target));
+}
+
+static bool
+spf_needs_p(const char *s)
+{
+	return s != NULL && (strstr(s, "%{p") != NULL ||
+	    strstr(s, "%{P") != NULL);
+}
+
+static bool
+spf_prefix_eq(const unsigned char *a, const unsigned char *b, int bits)
+{
+	int full = bits / 8, rem = bits % 8;
+	unsigned char m;
+
+	if (full > 0 && memcmp(a, b, (size_t)full) != 0)
+		return false;
+	if (rem == 0)
+		return true;
+	m = (unsigned char)(0xff << (8 - rem));
+	return (a[full] & m) == (b[full] & m);
+}
+
+/* Does the client address equal addr (a sockaddr from the dns layer)? */
+static bool
+spf_addr_match(const struct spf_req *r, const struct sockaddr_storage *ss,
+    int bits)
+{
+	if (r->family == AF_INET && ss->ss_family == AF_INET)
+		return spf_prefix_eq(r->ip, (const unsigned char *)
+		    &((const struct sockaddr_in *)(const void *)ss)->sin_addr,
+		    bits);
+	if (r->family == AF_INET6 && ss->ss_family == AF_INET6)
+		return spf_prefix_eq(r->ip, (const unsigned char *)
+		    &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr,
+		    bits);
+	return false;
+}
+
+static const struct spf_term *
+spf_cur(const struct spf_req *r)
+{
+	const struct spf_frame *f = &r->fr[r->depth];
+
+	return &f->rec.t[f->cur];
+}
+
+/* The frame's result is known; pass it up (include) or finish. */
+static void
+spf_frame_result(struct spf_req *r, enum spf_result res, const char *why)
+{
+	struct spf_frame *f;
+	char buf[2][512];
+	int k = 0;
+
+	for (;;) {
+		f = &r->fr[r->depth];
+		if (r->depth == 0 || res == SPF_TEMPERROR ||
+		    res == SPF_PERMERROR || (res == SPF_NONE && f->included)) {
+			if (res == SPF_NONE && (f->included || f->redirected)) {
+				(void)snprintf(buf[k], sizeof(buf[k]),
+				    "no SPF record at %s (included or "
+				    "redirected)", f->domain);
+				spf_finish(r, SPF_PERMERROR, buf[k]);
+				return;
+			}
+			spf_finish(r, res, why);
+			return;
+		}
+		spf_rec_free(&f->rec);
+		r->depth--;
+		f = &r->fr[r->depth];
+		if (res != SPF_PASS) {
+			f->cur++;
+			spf_run(r);
+			return;
+		}
+		(void)snprintf(buf[k], sizeof(buf[k]), "%.100s matched in "
+		    "%.253s (%.100s)", spf_cur(r)->text, f->domain, why);
+		res = spf_cur(r)->qual;
+		why = buf[k];
+		k ^= 1;
+	}
+}
+
+/* A mechanism matched (or not) in the current frame. */
+static void
+spf_term_done(struct spf_req *r, bool match)
+{
+	struct spf_frame *f = &r->fr[r->depth];
+	char buf[512];
+
+	if (!match) {
+		f->cur++;
+		spf_run(r);
+		return;
+	}
+	(void)snprintf(buf, sizeof(buf), "%s matched in %s",
+	    spf_cur(r)->text, f->domain);
+	spf_frame_result(r, spf_cur(r)->qual, buf);
+}
+
+static bool
+spf_count_lookup(struct spf_req *r)
+{
+	if (++r->lookups > SPF_MAX_LOOKUPS) {
+		spf_finish(r, SPF_PERMERROR, "more than 10 DNS lookups");
+		return false;
+	}
+	return true;
+}
+
+static bool
+spf_count_void(struct spf_req *r)
+{
+	if (++r->voids > SPF_MAX_VOID) {
+		spf_finish(r, SPF_PERMERROR, "more than 2 void lookups");
+		return false;
+	}
+	return true;
+}
+
+static void
+spf_addr_cb(void *arg, const struct dns_addr_result *res)
+{
+	struct spf_req *r = arg;
+	const struct spf_term *t = spf_cur(r);
+	int bits = r->family == AF_INET ? t->cidr4 : t->cidr6;
+	enum spf_op op = r->op;
+	size_t i;
+	bool match = false;
+
+	r->q = NULL;
+	r->op = SPF_OP_NONE;
+	if (op == SPF_OP_PTRADDR) {
+		if (res->status == DNS_OK)
+			for (i = 0; i < res->naddr; i++)
+				if (spf_addr_match(r, &res->addr[i],
+				    r->family == AF_INET ? 32 : 128)) {
+					r->valid[r->nvalid++] =
+					    xstrdup(r->ptrn[r->iptr]);
+					break;
+				}
+		r->iptr++;
+		spf_run(r);
+		return;
+	}
+	if (res->status == DNS_TEMPFAIL && op != SPF_OP_MXADDR) {
+		spf_finish(r, SPF_TEMPERROR, "DNS failure");
+		return;
+	}
+	if (res->status == DNS_OK) {
+		for (i = 0; i < res->naddr && !match; i++)
+			match = op == SPF_OP_EXISTS ||
+			    spf_addr_match(r, &res->addr[i], bits);
+	} else if (op != SPF_OP_MXADDR && !spf_count_void(r))
+		return;
+	if (op == SPF_OP_MXADDR && !match) {
+		r->imx++;
+		if (r->imx < r->nmx) {
+			r->op = SPF_OP_MXADDR;
+			r->q = dns_lookup_addr(r->d, r->mxn[r->imx],
+			    r->family, spf_addr_cb, r);
+			return;
+		}
+	}
+	spf_term_done(r, match);
+}
+
+static void
+spf_mx_cb(void *arg, const struct dns_mx_result *res)
+{
+	struct spf_req *r = arg;
+	size_t i;
+
+	r->q = NULL;
+	r->op = SPF_OP_NONE;
+	if (res->status == DNS_TEMPFAIL) {
+		spf_finish(r, SPF_TEMPERROR, "DNS failure (MX)");
+		return;
+	}
+	if (res->status != DNS_OK || res->implicit || res->nmx == 0) {
+		if (res->status != DNS_NULLMX && !spf_count_void(r))
+			return;
+		spf_term_done(r, false);
+		return;
+	}
+	if (res->nmx > SPF_MAX_MX) {
+		spf_finish(r, SPF_PERMERROR, "more than 10 MX names");
+		return;
+	}
+	for (i = 0; i < r->nmx; i++)
+		free(r->mxn[i]);
+	r->nmx = 0;
+	for (i = 0; i < res->nmx; i++)
+		if (res->mx[i].host[0] != '\0')
+			r->mxn[r->nmx++] = xstrdup(res->mx[i].host);
+	if (r->nmx == 0) {
+		spf_term_done(r, false);
+		return;
+	}
+	r->imx = 0;
+	r->op = SPF_OP_MXADDR;
+	r->q = dns_lookup_addr(r->d, r->mxn[0], r->family, spf_addr_cb, r);
+}
+
+static void
+spf_ptr_cb(void *arg, const struct dns_ptr_result *res)
+{
+	struct spf_req *r = arg;
+	size_t i;
+
+	r->q = NULL;
+	r->op = SPF_OP_NONE;
+	r->ptr_void = res->status == DNS_NXDOMAIN ||
+	    res->status == DNS_NODATA;
+	if (res->status == DNS_OK)
+		for (i = 0; i < res->nname && r->nptrn < SPF_MAX_PTR; i++)
+			r->ptrn[r->nptrn++] = xstrdup(res->name[i]);
+	r->iptr = 0;
+	spf_run(r);
+}
+
+static void
+spf_txt_cb(void *arg, const struct dns_txt_result *res)
+{
+	struct spf_req *r = arg;
+	struct spf_frame *f = &r->fr[r->depth];
+	const char *rec = NULL;
+	char err[256], buf[512];
+	size_t i, n = 0;
+
+	r->q = NULL;
+	r->op = SPF_OP_NONE;
+	if (res->status == DNS_TEMPFAIL) {
+		(void)snprintf(buf, sizeof(buf), "DNS failure for %s",
+		    f->domain);
+		spf_frame_result(r, SPF_TEMPERROR, buf);
+		return;
+	}
+	if (res->status == DNS_OK)
+		for (i = 0; i < res->ntxt; i++)
+			if (strncasecmp(res->txt[i], "v=spf1", 6) == 0 &&
+			    (res->txt[i][6] == ' ' || res->txt[i][6] == '\0') &&
+			    strlen(res->txt[i]) == res->len[i]) {
+				rec = res->txt[i];
+				n++;
+			}
+	if (n == 0) {
+		(void)snprintf(buf, sizeof(buf), "no SPF record at %s",
+		    f->domain);
+		spf_frame_result(r, SPF_NONE, buf);
+		return;
+	}
+	if (n > 1) {
+		(void)snprintf(buf, sizeof(buf), "%zu SPF records at %s", n,
+		    f->domain);
+		spf_frame_result(r, SPF_PERMERROR, buf);
+		return;
+	}
+	if (spf_rec_parse(rec, &f->rec, err, sizeof(err)) < 0) {
+		(void)snprintf(buf, sizeof(buf), "%.253s: %.200s", f->domain,
+		    err);
+		spf_frame_result(r, SPF_PERMERROR, buf);
+		return;
+	}
+	f->loaded = true;
+	f->cur = 0;
+	spf_run(r);
+}
+
+static void
+spf_exp_cb(void *arg, const struct dns_txt_result *res)
+{
+	struct spf_req *r = arg;
+	struct spf_macro_env env;
+	char tmp[SPF_EXP_MAX];
+
+	r->q = NULL;
+	r->op = SPF_OP_NONE;
+	spf_env(r, &env);
+	if (res->status == DNS_OK && res->ntxt == 1 &&
+	    strlen(res->txt[0]) == res->len[0] &&
+	    spf_macro_expand(&env, res->txt[0], 1, tmp, sizeof(tmp)) >= 0)
+		r->exp = xstrdup(tmp);
+	event_active(r->ev, EV_TIMEOUT, 0);
+}
+
+static void
+spf_frame_start(struct spf_req *r, const char *domain, bool included,
+    bool redirected)
+{
+	struct spf_frame *f = &r->fr[r->depth];
+
+	spf_rec_free(&f->rec);
+	memset(f, 0, sizeof(*f));
+	(void)snprintf(f->domain, sizeof(f->domain), "%s", domain);
+	f->included = included;
+	f->redirected = redirected;
+	r->op = SPF_OP_TXT;
+	r->q = dns_lookup_txt(r->d, f->domain, spf_txt_cb, r);
+}
+
+/* The %{p} value from the validated names (RFC 7208 7.3). */
+static void
+spf_set_p(struct spf_req *r)
+{
+	const char *dom = r->fr[r->depth].domain, *best = NULL;
+	size_t i, dl = strlen(dom), nl;
+
+	for (i = 0; i < r->nvalid && best == NULL; i++)
+		if (strcasecmp(r->valid[i], dom) == 0)
+			best = r->valid[i];
+	for (i = 0; i < r->nvalid && best == NULL; i++) {
+		nl = strlen(r->valid[i]);
+		if (nl > dl && r->valid[i][nl - dl - 1] == '.' &&
+		    strcasecmp(r->valid[i] + nl - dl, dom) == 0)
+			best = r->valid[i];
+	}
+	if (best == NULL && r->nvalid > 0)
+		best = r->valid[0];
+	(void)snprintf(r->pstr, sizeof(r->pstr), "%s",
+	    best != NULL ? best : "unknown");
+}
+
+/* Drives the PTR validation; true once done. */
+static bool
+spf_ptr_step(struct spf_req *r)
+{
+	struct sockaddr_storage ss;
+
+	if (r->pstate == 2)
+		return true;
+	if (r->pstate == 0) {
+		r->pstate = 1;
+		memset(&ss, 0, sizeof(ss));
+		ss.ss_family = (sa_family_t)r->family;
+		if (r->family == AF_INET)
+			memcpy(&((struct sockaddr_in *)(void *)&ss)->sin_addr,
+			    r->ip, 4);
+		else
+			memcpy(&((struct sockaddr_in6 *)(void *)&ss)->sin6_addr,
+			    r->ip, 16);
+		r->op = SPF_OP_PTR;
+		r->q = dns_lookup_ptr(r->d, (struct sockaddr *)&ss,
+		    spf_ptr_cb, r);
+		return false;
+	}
+	if (r->iptr < r->nptrn) {
+		r->op = SPF_OP_PTRADDR;
+		r->q = dns_lookup_addr(r->d, r->ptrn[r->iptr], r->family,
+		    spf_addr_cb, r);
+		return false;
+	}
+	r->pstate = 2;
+	return true;
+}
+
+static bool
+spf_ptr_match(struct spf_req *r)
+{
+	size_t i, tl = strlen(r->target), nl;
+
+	for (i = 0; i < r->nvalid; i++) {
+		nl = strlen(r->valid[i]);
+		if (strcasecmp(r->valid[i], r->target) == 0 ||
+		    (nl > tl && r->valid[i][nl - tl - 1] == '.' &&
+		    strcasecmp(r->valid[i] + nl - tl, r->target) == 0))
+			return true;
+	}
+	return false;
+}
+
+/* Evaluate terms of the current frame until one needs DNS or matches. */
+static void
+spf_run(struct spf_req *r)
+{
+	struct spf_frame *f;
+	const struct spf_term *t;
+	char buf[512];
+	bool m;
+
+	for (;;) {
+		if (r->done)
+			return;
+		f = &r->fr[r->depth];
+		if (f->cur >= f->rec.n)
+			break;
+		t = spf_cur(r);
+		if ((spf_needs_p(t->spec) || t->mech == SPF_M_PTR) &&
+		    r->pstate != 2) {
+			if (!spf_ptr_step(r))
+				return;
+			spf_set_p(r);
+		}
+		switch (t->mech) {
+		case SPF_M_ALL:
+			spf_term_done(r, true);
+			return;
+		case SPF_M_IP4:
+			m = r->family == AF_INET &&
+			    spf_prefix_eq(r->ip, t->ip, t->cidr4);
+			if (m) {
+				spf_term_done(r, true);
+				return;
+			}
+			f->cur++;
+			continue;
+		case SPF_M_IP6:
+			m = r->family == AF_INET6 &&
+			    spf_prefix_eq(r->ip, t->ip, t->cidr6);
+			if (m) {
+				spf_term_done(r, true);
+				return;
+			}
+			f->cur++;
+			continue;
+		default:
+			break;
+		}
+		if (!spf_count_lookup(r))
+			return;
+		if (!spf_expand_domain(r, t->spec)) {
+			(void)snprintf(buf, sizeof(buf), "%s: bad macro "
+			    "expansion", t->text);
+			spf_finish(r, SPF_PERMERROR, buf);
+			return;
+		}
+		switch (t->mech) {
+		case SPF_M_INCLUDE:
+			if (r->depth + 1 >= SPF_MAX_DEPTH) {
+				spf_finish(r, SPF_PERMERROR, "includes too "
+				    "deep");
+				return;
+			}
+			r->depth++;
+			spf_frame_start(r, r->target, true, false);
+			return;
+		case SPF_M_A:
+			r->op = SPF_OP_A;
+			r->q = dns_lookup_addr(r->d, r->target, r->family,
+			    spf_addr_cb, r);
+			return;
+		case SPF_M_EXISTS:
+			r->op = SPF_OP_EXISTS;
+			r->q = dns_lookup_addr(r->d, r->target, AF_INET,
+			    spf_addr_cb, r);
+			return;
+		case SPF_M_MX:
+			r->op = SPF_OP_MX;
+			r->q = dns_lookup_mx(r->d, r->target, spf_mx_cb, r);
+			return;
+		case SPF_M_PTR:
+			if (r->ptr_void && !spf_count_void(r))
+				return;
+			if (spf_ptr_match(r)) {
+				spf_term_done(r, true);
+				return;
+			}
+			f->cur++;
+			continue;
+		default:
+			return;
+		}
+	}
+	/* No mechanism matched. */
+	if (f->rec.redirect != NULL && !f->rec.has_all) {
+		bool inc = f->included;
+
+		if (!spf_count_lookup(r))
+			return;
+		if (spf_needs_p(f->rec.redirect) && r->pstate != 2) {
+			r->lookups--;
+			if (!spf_ptr_step(r))
+				return;
+			spf_set_p(r);
+			r->lookups++;
+		}
+		if (!spf_expand_domain(r, f->rec.redirect)) {
+			spf_finish(r, SPF_PERMERROR, "redirect: bad macro "
+			    "expansion");
+			return;
+		}
+		spf_frame_start(r, r->target, inc, true);
+		return;
+	}
+	(void)snprintf(buf, sizeof(buf), "no mechanism matched in %s",
+	    f->domain);
+	spf_frame_result(r, SPF_NEUTRAL, buf);
+}
+
+static void
+spf_req_free(struct spf_req *r)
+{
+	int i;
+	size_t j;
+
+	if (r->q != NULL)
+		dns_cancel(r->q);
+	for (i = 0; i < SPF_MAX_DEPTH; i++)
+		spf_rec_free(&r->fr[i].rec);
+	for (j = 0; j < r->nptrn; j++)
+		free(r->ptrn[j]);
+	for (j = 0; j < r->nvalid; j++)
+		free(r->valid[j]);
+	for (j = 0; j < r->nmx; j++)
+		free(r->mxn[j]);
+	free(r->exp);
+	if (r->ev != NULL)
+		event_free(r->ev);
+	free(r);
+}
+
+static void
+spf_deliver(evutil_socket_t fd, short what, void *arg)
+{
+	struct spf_req *r = arg;
+	struct spf_frame *f = &r->fr[0];
+
+	/* A fail of the outermost record: its exp=, once. */
+	if (r->res == SPF_FAIL && r->depth == 0 && f->loaded &&
+	    f->rec.exp != NULL && !r->exp_asked) {
+		r->exp_asked = true;
+		r->op = SPF_OP_EXP;
+		if (spf_expand_domain(r, f->rec.exp)) {
+			r->q = dns_lookup_txt(r->d, r->target, spf_exp_cb, r);
+			return;
+		}
+	}
+	if (r->q != NULL)
+		return;
+	r->cb(r->arg, r->res, r->reason, r->exp);
+	spf_req_free(r);
+}
+
+/* A valid domain for check_host(): labels of 1..63, two at least. */
+static bool
+spf_domain_ok(const char *d)
+{
+	size_t n = strlen(d), lab = 0, labels = 0, i;
+
+	if (n > 0 && d[n - 1] == '.')
+		n--;
+	if (n == 0 || n > 253)
+		return false;
+	for (i = 0; i <= n; i++) {
+		if (i == n || d[i] == '.') {
+			if (lab == 0 || lab > 63)
+				return false;
+			labels++;
+			lab = 0;
+		} else if ((unsigned char)d[i] <= 0x20 ||
+		    (unsigned char)d[i] > 0x7e)
+			return false;
+		else
+			lab++;
+	}
+	return labels >= 2;
+}
+
+struct spf_req *
+spf_check(struct dns *d, const struct sockaddr *ip, const char *domain,
+    const char *sender, const char *helo, spf_cb cb, void *arg)
+{
+	static const char hex[] = "0123456789abcdef";
+	struct spf_req *r;
+	const unsigned char *b;
+	const char *at;
+	size_t o = 0;
+	int i;
+
+	r = xcalloc(1, sizeof(*r));
+	r->d = d;
+	r->cb = cb;
+	r->arg = arg;
+	r->ev = event_new(dns_base(d), -1, 0, spf_deliver, r);
+	if (r->ev == NULL)
+		fatalx("spf: event_new");
+	if (ip->sa_family == AF_INET) {
+		r->family = AF_INET;
+		memcpy(r->ip, &((const struct sockaddr_in *)(const void *)ip)
+		    ->sin_addr, 4);
+	} else {
+		b = (const unsigned char *)&((const struct sockaddr_in6 *)
+		    (const void *)ip)->sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)
+		    (const void *)b)) {
+			r->family = AF_INET;
+			memcpy(r->ip, b + 12, 4);
+		} else {
+			r->family = AF_INET6;
+			memcpy(r->ip, b, 16);
+		}
+	}
+	if (r->family == AF_INET)
+		(void)snprintf(r->istr, sizeof(r->istr), "%u.%u.%u.%u",
+		    r->ip[0], r->ip[1], r->ip[2], r->ip[3]);
+	else
+		for (i = 0; i < 16; i++) {
+			r->istr[o++] = hex[r->ip[i] >> 4];
+			r->istr[o++] = '.';
+			r->istr[o++] = hex[r->ip[i] & 0xf];
+			r->istr[o++] = i < 15 ? '.' : '\0';
+		}
+	(void)inet_ntop(r->family, r->ip, r->cstr, sizeof(r->cstr));
+	(void)snprintf(r->tstr, sizeof(r->tstr), "%lld",
+	    (long long)time(NULL));
+	(void)snprintf(r->helo, sizeof(r->helo), "%s", helo ? helo : "");
+	(void)snprintf(r->sender, sizeof(r->sender), "%s",
+	    sender ? sender : "");
+	at = strrchr(r->sender, '@');
+	if (at != NULL && at > r->sender)
+		(void)snprintf(r->local, sizeof(r->local), "%.*s",
+		    (int)(at - r->sender), r->sender);
+	else
+		(void)snprintf(r->local, sizeof(r->local), "postmaster");
+	(void)snprintf(r->odomain, sizeof(r->odomain), "%s",
+	    at != NULL ? at + 1 : domain);
+	if (domain == NULL || !spf_domain_ok(domain)) {
+		spf_finish(r, SPF_NONE, "not a valid domain name");
+		return r;
+	}
+	spf_frame_start(r, domain, false, false);
+	return r;
+}
+
+void
+spf_cancel(struct spf_req *r)
+{
+	if (r != NULL)
+		spf_req_free(r);
+}
