@@ -420,17 +420,32 @@ spf_rec_free(struct spf_rec *rec)
 }
 
 /* Splits "/n" and "//n" off the end of s (in place). */
+/* Non-empty and nothing but ASCII digits. */
+static bool
+spf_all_digits(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return false;
+	return true;
+}
+
 static bool
 spf_dual_cidr(char *s, struct spf_term *t)
 {
 	char *p;
 
-	if ((p = strstr(s, "//")) != NULL) {
+	/* A dual-cidr-length is digits after the last '/' (and '//') at
+	 * the very end; any other '/' belongs to the domain-spec, which
+	 * may hold any visible character but '%' (RFC 7208 7.1). */
+	if ((p = strstr(s, "//")) != NULL && spf_all_digits(p + 2)) {
 		if (!spf_cidr(p + 2, 128, &t->cidr6))
 			return false;
 		*p = '\0';
 	}
-	if ((p = strrchr(s, '/')) != NULL) {
+	if ((p = strrchr(s, '/')) != NULL && spf_all_digits(p + 1)) {
 		if (!spf_cidr(p + 1, 32, &t->cidr4))
 			return false;
 		*p = '\0';
