@@ -16,6 +16,7 @@
  * the terminal without neutralising control characters.
  */
 #include "cli/cli.h"
+#include "cli/cli_store.h"
 #include "conf/conf.h"
 #include "ctl/control.h"
 #include "queue/queue_id.h"
@@ -79,50 +80,6 @@ queue_status(const struct envelope *e)
 	return "queued";
 }
 
-/* "2023-11-14T22:13:20Z", or "-" for 0 (never / none). */
-static void
-queue_time(int64_t t, char *out, size_t sz)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (t == 0 || gmtime_r(&tt, &tm) == NULL ||
-	    strftime(out, sz, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(out, sz, "-");
-}
-
-/* A JSON string for s: null for NULL or "", and bytes that are not
- * UTF-8 (a remote server's reply may hold anything) as '?'. */
-static json_t *
-queue_json_text(const char *s)
-{
-	json_t *j;
-	char *copy;
-
-	if (s == NULL || s[0] == '\0')
-		return json_null();
-	if ((j = json_string(s)) != NULL)
-		return j;
-	copy = xstrdup(s);
-	for (char *p = copy; *p; p++)
-		if ((unsigned char)*p >= 0x80)
-			*p = '?';
-	j = json_string(copy);
-	free(copy);
-	return j != NULL ? j : json_null();
-}
-
-/* s on stdout with control characters (CR LF of a multi-line reply,
- * terminal escapes) as spaces. */
-static void
-queue_put_text(const char *s)
-{
-	for (; s != NULL && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		putchar(c < 0x20 || c == 0x7f ? ' ' : c);
-	}
-}
-
 static json_t *
 envelope_json(const struct envelope *e)
 {
@@ -153,9 +110,9 @@ envelope_json(const struct envelope *e)
 		json_object_set_new(jr, "address", json_string(r->addr));
 		json_object_set_new(jr, "state", json_string(
 		    rcpt_state_name(r->state)));
-		json_object_set_new(jr, "last_reply", queue_json_text(
+		json_object_set_new(jr, "last_reply", cli_json_text(
 		    r->last_reply));
-		json_object_set_new(jr, "remote", queue_json_text(r->remote));
+		json_object_set_new(jr, "remote", cli_json_text(r->remote));
 		json_array_append_new(rc, jr);
 	}
 	json_object_set_new(o, "recipients", rc);
@@ -187,20 +144,20 @@ envelope_print_long(const struct envelope *e)
 	char when[32];
 
 	printf("id:           %s\n", e->id);
-	queue_time(e->created, when, sizeof(when));
+	cli_time(e->created, when, sizeof(when));
 	printf("created:      %s\n", when);
 	printf("size:         %llu\n", (unsigned long long)e->content_size);
 	printf("from:         %s\n", e->mail_from[0] ? e->mail_from : "<>");
 	printf("user:         %s\n", e->user[0] ? e->user : "-");
 	printf("peer:         %s\n", e->peer);
 	printf("helo:         ");
-	queue_put_text(e->helo);
+	cli_put_text(e->helo);
 	printf("\nstatus:       %s\n", queue_status(e));
 	printf("hold:         %s\n", e->hold ? "yes" : "no");
 	printf("attempts:     %u\n", (unsigned)e->attempts);
-	queue_time(e->last_attempt, when, sizeof(when));
+	cli_time(e->last_attempt, when, sizeof(when));
 	printf("last attempt: %s\n", when);
-	queue_time(e->next_attempt, when, sizeof(when));
+	cli_time(e->next_attempt, when, sizeof(when));
 	printf("next attempt: %s\n", when);
 	for (size_t i = 0; i < e->nrcpt; i++) {
 		const struct env_rcpt *r = &e->rcpt[i];
@@ -209,9 +166,9 @@ envelope_print_long(const struct envelope *e)
 		printf("  state:      %s%s\n", rcpt_state_name(r->state),
 		    r->delay_warned ? " (delay report sent)" : "");
 		printf("  remote:     ");
-		queue_put_text(r->remote ? r->remote : "-");
+		cli_put_text(r->remote ? r->remote : "-");
 		printf("\n  last reply: ");
-		queue_put_text(r->last_reply ? r->last_reply : "-");
+		cli_put_text(r->last_reply ? r->last_reply : "-");
 		printf("\n");
 	}
 }
