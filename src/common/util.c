@@ -224,3 +224,33 @@ write_all(int fd, const void *p, size_t n)
 	}
 	return 0;
 }
+
+bool
+hostname_syntax_ok(const char *s, size_t n, size_t *nlabels,
+    bool *numeric_tld)
+{
+	size_t start = 0;
+	bool digits = true;
+
+	*nlabels = 0;
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i <= n; i++) {
+		if (i == n || s[i] == '.') {
+			size_t len = i - start;
+			if (len == 0 || len > 63 ||
+			    s[start] == '-' || s[i - 1] == '-')
+				return false;
+			(*nlabels)++;
+			*numeric_tld = digits;
+			digits = true;
+			start = i + 1;
+		} else if ((s[i] >= '0' && s[i] <= '9') ||
+		    (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z')) {
+			if (s[i] < '0' || s[i] > '9')
+				digits = false;
+		} else if (s[i] != '-')
+			return false;
+	}
+	return true;
+}

@@ -51,6 +51,15 @@ void buf_printf(struct buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* Monotonic and wall clock helpers. */
+/*
+ * Host name syntax (RFC 1123): LDH labels of 1..63 bytes, no hyphen at
+ * either end of a label, at most 253 bytes, no trailing dot.  *nlabels
+ * gets the number of labels, *numeric_tld whether the last one is all
+ * digits (then it is no domain name but looks like an address).
+ */
+bool hostname_syntax_ok(const char *s, size_t n, size_t *nlabels,
+    bool *numeric_tld);
+
 int64_t now_usec_wall(void);
 int64_t now_msec_mono(void);
 

@@ -532,29 +532,10 @@ route_name_ok(const char *name, const char **why)
 static bool
 hostname_ok(const char *s, size_t len)
 {
-	size_t lab = 0;
-	bool digits = true;
+	size_t nlabels;
+	bool numeric = false;
 
-	if (len == 0 || len > 253)
-		return false;
-	for (size_t i = 0; i <= len; i++) {
-		char ch = i < len ? s[i] : '.';
-		if (ch == '.') {
-			if (lab == 0 || s[i - 1] == '-')
-				return false;
-			if (i == len)
-				return !digits;
-			lab = 0;
-			digits = true;
-			continue;
-		}
-		if ((!is_alnum(ch) && ch != '-') || (lab == 0 && ch == '-') ||
-		    ++lab > 63)
-			return false;
-		if (ch < '0' || ch > '9')
-			digits = false;
-	}
-	return false;
+	return hostname_syntax_ok(s, len, &nlabels, &numeric) && !numeric;
 }
 
 /* s[0..len) is an address of family af (v6 bracketed or not). */

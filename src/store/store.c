@@ -263,40 +263,6 @@ store_is_alnum(char c)
 	    (c >= '0' && c <= '9');
 }
 
-/*
- * Host name syntax: dot-separated labels of 1 to 63 letters, digits and
- * hyphens (not at either end of a label), at most 253 bytes, no trailing
- * dot.  *nlabels gets the number of labels, *numeric_tld whether the
- * last one is all digits (then it is no domain name).
- */
-static bool
-store_hostname_ok(const char *s, size_t n, size_t *nlabels, bool *numeric_tld)
-{
-	size_t start = 0;
-	bool digits = true;
-
-	*nlabels = 0;
-	if (n == 0 || n > STORE_DOMAIN_MAX)
-		return false;
-	for (size_t i = 0; i <= n; i++) {
-		if (i == n || s[i] == '.') {
-			size_t len = i - start;
-			if (len == 0 || len > STORE_LABEL_MAX ||
-			    s[start] == '-' || s[i - 1] == '-')
-				return false;
-			(*nlabels)++;
-			*numeric_tld = digits;
-			digits = true;
-			start = i + 1;
-		} else if (store_is_alnum(s[i])) {
-			if (s[i] < '0' || s[i] > '9')
-				digits = false;
-		} else if (s[i] != '-')
-			return false;
-	}
-	return true;
-}
-
 /* A sender domain: host name syntax, at least two labels, the last not
  * numeric (so no IP address).  Lower-cased into out. */
 static int
@@ -306,7 +272,7 @@ store_domain_norm(struct store *st, const char *in, char *out, size_t outsz)
 	bool numeric = false;
 
 	if (in == NULL || (n = strnlen(in, STORE_DOMAIN_MAX + 1)) >=
-	    outsz || !store_hostname_ok(in, n, &nlabels, &numeric) ||
+	    outsz || !hostname_syntax_ok(in, n, &nlabels, &numeric) ||
 	    nlabels < 2 || numeric)
 		return store_fail(st, STORE_INVALID, "domain: not a domain "
 		    "name (labels of letters, digits and '-', at most %d "
@@ -330,7 +296,7 @@ store_host_ok(const char *s)
 	if (inet_pton(AF_INET, s, addr) == 1 ||
 	    inet_pton(AF_INET6, s, addr) == 1)
 		return true;
-	return store_hostname_ok(s, n, &nlabels, &numeric) && !numeric;
+	return hostname_syntax_ok(s, n, &nlabels, &numeric) && !numeric;
 }
 
 /* local@domain: one '@', a local part of 1..64 bytes of text without
@@ -353,7 +319,7 @@ store_email_ok(const char *s)
 	for (size_t i = 0; i < local; i++)
 		if (s[i] == ' ' || strchr("<>()[],;:\\\"", s[i]) != NULL)
 			return false;
-	return store_hostname_ok(at + 1, n - local - 1, &nlabels, &numeric) &&
+	return hostname_syntax_ok(at + 1, n - local - 1, &nlabels, &numeric) &&
 	    !numeric;
 }
 
