@@ -135,6 +135,34 @@ static const char *const sq_migrations[] = {
 	"  SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
 	"CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN"
 	"  SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+
+	/* 2: DKIM keys per domain and the domain check's state.  A key is
+	 * pending until its record is seen in DNS, then active (it signs);
+	 * a replaced key is retiring (still published, no longer signing)
+	 * until retire_at, then retired.  The private key is sealed. */
+	"CREATE TABLE dkim_keys ("
+	"  id INTEGER PRIMARY KEY,"
+	"  domain TEXT NOT NULL REFERENCES domains(name) ON DELETE CASCADE,"
+	"  selector TEXT NOT NULL,"
+	"  algorithm TEXT NOT NULL CHECK (algorithm IN ('rsa-sha256',"
+	"    'ed25519-sha256')),"
+	"  bits INTEGER NOT NULL DEFAULT 0,"
+	"  private_key BLOB NOT NULL,"		/* secretbox of PKCS#8 PEM */
+	"  record TEXT NOT NULL,"		/* the TXT to publish */
+	"  state TEXT NOT NULL CHECK (state IN ('pending', 'active',"
+	"    'retiring', 'retired')),"
+	"  created INTEGER NOT NULL,"
+	"  published_at INTEGER NOT NULL DEFAULT 0,"	/* last seen in DNS */
+	"  activated_at INTEGER NOT NULL DEFAULT 0,"
+	"  retire_at INTEGER NOT NULL DEFAULT 0,"
+	"  UNIQUE (domain, selector)"
+	") STRICT;"
+	"CREATE INDEX dkim_keys_domain ON dkim_keys(domain, state);"
+	"ALTER TABLE domains ADD COLUMN dmarc_ok INTEGER NOT NULL DEFAULT 0"
+	"  CHECK (dmarc_ok IN (0, 1));"
+	"ALTER TABLE domains ADD COLUMN check_detail TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE domains ADD COLUMN broken_since INTEGER NOT NULL"
+	"  DEFAULT 0;",
 };
 
 #define SQ_SMTP_COLS(p) \
