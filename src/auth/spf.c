@@ -83,6 +83,10 @@ struct spf_frame {
 	size_t		 cur;
 };
 
+/* The exp= of a fail: not asked, its domain (after %{p} if it needs
+ * it), its text (after %{p} if it needs it), done. */
+enum { SPF_EXP_NO, SPF_EXP_DOMAIN, SPF_EXP_TEXT, SPF_EXP_P, SPF_EXP_DONE };
+
 enum spf_op {
 	SPF_OP_NONE, SPF_OP_TXT, SPF_OP_A, SPF_OP_MX, SPF_OP_MXADDR,
 	SPF_OP_PTR, SPF_OP_PTRADDR, SPF_OP_EXISTS, SPF_OP_EXP,
@@ -118,7 +122,8 @@ struct spf_req {
 	char			*mxn[SPF_MAX_MX];
 	size_t			 nmx, imx;
 	bool			 done;
-	bool			 exp_asked;
+	int			 exp_stage;	/* SPF_EXP_* */
+	char			*exp_txt;	/* waiting for %{p} */
 	enum spf_result		 res;
 	char			 reason[512];
 	char			*exp;
@@ -638,6 +643,8 @@ spf_record_check(const char *txt, char *err, size_t errlen)
 /* -- evaluation ------------------------------------------------------------ */
 
 static void spf_run(struct spf_req *);
+static void spf_resume(struct spf_req *);
+static void spf_exp_step(struct spf_req *);
 static void spf_frame_start(struct spf_req *, const char *, bool, bool);
 
 static void
@@ -817,14 +824,16 @@ static void
 spf_addr_cb(void *arg, const struct dns_addr_result *res)
 {
 	struct spf_req *r = arg;
-	const struct spf_term *t = spf_cur(r);
-	int bits = r->family == AF_INET ? t->cidr4 : t->cidr6;
+	const struct spf_term *t;
 	enum spf_op op = r->op;
 	size_t i;
+	int bits;
 	bool match = false;
 
 	r->q = NULL;
 	r->op = SPF_OP_NONE;
+	/* Validating PTR names: a failed lookup skips the name (RFC 7208
+	 * 5.5); may run past the last term (redirect=, exp=). */
 	if (op == SPF_OP_PTRADDR) {
 		if (res->status == DNS_OK)
 			for (i = 0; i < res->naddr; i++)
@@ -835,11 +844,16 @@ spf_addr_cb(void *arg, const struct dns_addr_result *res)
 					break;
 				}
 		r->iptr++;
-		spf_run(r);
+		spf_resume(r);
 		return;
 	}
-	if (res->status == DNS_TEMPFAIL && op != SPF_OP_MXADDR) {
-		spf_finish(r, SPF_TEMPERROR, "DNS failure");
+	t = spf_cur(r);
+	bits = r->family == AF_INET ? t->cidr4 : t->cidr6;
+	/* Also the address of an MX name: section 5's rule, 5.4 makes no
+	 * exception. */
+	if (res->status == DNS_TEMPFAIL) {
+		spf_finish(r, SPF_TEMPERROR, op == SPF_OP_MXADDR ?
+		    "DNS failure (address of an MX name)" : "DNS failure");
 		return;
 	}
 	if (res->status == DNS_OK) {
@@ -852,8 +866,8 @@ spf_addr_cb(void *arg, const struct dns_addr_result *res)
 		r->imx++;
 		if (r->imx < r->nmx) {
 			r->op = SPF_OP_MXADDR;
-			r->q = dns_lookup_addr(r->d, r->mxn[r->imx],
-			    r->family, spf_addr_cb, r);
+			r->q = dns_lookup_addr_flags(r->d, r->mxn[r->imx],
+			    r->family, DNS_F_ANYNAME, spf_addr_cb, r);
 			return;
 		}
 	}
@@ -894,7 +908,8 @@ spf_mx_cb(void *arg, const struct dns_mx_result *res)
 	}
 	r->imx = 0;
 	r->op = SPF_OP_MXADDR;
-	r->q = dns_lookup_addr(r->d, r->mxn[0], r->family, spf_addr_cb, r);
+	r->q = dns_lookup_addr_flags(r->d, r->mxn[0], r->family,
+	    DNS_F_ANYNAME, spf_addr_cb, r);
 }
 
 static void
@@ -911,7 +926,7 @@ spf_ptr_cb(void *arg, const struct dns_ptr_result *res)
 		for (i = 0; i < res->nname && r->nptrn < SPF_MAX_PTR; i++)
 			r->ptrn[r->nptrn++] = xstrdup(res->name[i]);
 	r->iptr = 0;
-	spf_run(r);
+	spf_resume(r);
 }
 
 static void
@@ -921,7 +936,7 @@ spf_txt_cb(void *arg, const struct dns_txt_result *res)
 	struct spf_frame *f = &r->fr[r->depth];
 	const char *rec = NULL;
 	char err[256], buf[512];
-	size_t i, n = 0;
+	size_t i, n = 0, reclen = 0;
 
 	r->q = NULL;
 	r->op = SPF_OP_NONE;
@@ -933,10 +948,11 @@ spf_txt_cb(void *arg, const struct dns_txt_result *res)
 	}
 	if (res->status == DNS_OK)
 		for (i = 0; i < res->ntxt; i++)
-			if (strncasecmp(res->txt[i], "v=spf1", 6) == 0 &&
-			    (res->txt[i][6] == ' ' || res->txt[i][6] == '\0') &&
-			    strlen(res->txt[i]) == res->len[i]) {
+			if (res->len[i] >= 6 &&
+			    strncasecmp(res->txt[i], "v=spf1", 6) == 0 &&
+			    (res->len[i] == 6 || res->txt[i][6] == ' ')) {
 				rec = res->txt[i];
+				reclen = res->len[i];
 				n++;
 			}
 	if (n == 0) {
@@ -948,6 +964,13 @@ spf_txt_cb(void *arg, const struct dns_txt_result *res)
 	if (n > 1) {
 		(void)snprintf(buf, sizeof(buf), "%zu SPF records at %s", n,
 		    f->domain);
+		spf_frame_result(r, SPF_PERMERROR, buf);
+		return;
+	}
+	if (strlen(rec) != reclen) {
+		/* Not even a macro-string may hold a NUL (RFC 7208 7.1). */
+		(void)snprintf(buf, sizeof(buf), "%s: NUL byte in the SPF "
+		    "record", f->domain);
 		spf_frame_result(r, SPF_PERMERROR, buf);
 		return;
 	}
@@ -966,17 +989,17 @@ static void
 spf_exp_cb(void *arg, const struct dns_txt_result *res)
 {
 	struct spf_req *r = arg;
-	struct spf_macro_env env;
-	char tmp[SPF_EXP_MAX];
 
 	r->q = NULL;
 	r->op = SPF_OP_NONE;
-	spf_env(r, &env);
+	/* Exactly one record, or no explanation (RFC 7208 6.2). */
 	if (res->status == DNS_OK && res->ntxt == 1 &&
-	    strlen(res->txt[0]) == res->len[0] &&
-	    spf_macro_expand(&env, res->txt[0], 1, tmp, sizeof(tmp)) >= 0)
-		r->exp = xstrdup(tmp);
-	event_active(r->ev, EV_TIMEOUT, 0);
+	    strlen(res->txt[0]) == res->len[0]) {
+		r->exp_txt = xstrdup(res->txt[0]);
+		r->exp_stage = SPF_EXP_P;
+	} else
+		r->exp_stage = SPF_EXP_DONE;
+	spf_exp_step(r);
 }
 
 static void
@@ -991,7 +1014,8 @@ spf_frame_start(struct spf_req *r, const char *domain, bool included,
 	f->included = included;
 	f->redirected = redirected;
 	r->op = SPF_OP_TXT;
-	r->q = dns_lookup_txt(r->d, f->domain, spf_txt_cb, r);
+	r->q = dns_lookup_txt_flags(r->d, f->domain, DNS_F_ANYNAME,
+	    spf_txt_cb, r);
 }
 
 /* The %{p} value from the validated names (RFC 7208 7.3). */
@@ -1131,17 +1155,18 @@ spf_run(struct spf_req *r)
 			return;
 		case SPF_M_A:
 			r->op = SPF_OP_A;
-			r->q = dns_lookup_addr(r->d, r->target, r->family,
-			    spf_addr_cb, r);
+			r->q = dns_lookup_addr_flags(r->d, r->target,
+			    r->family, DNS_F_ANYNAME, spf_addr_cb, r);
 			return;
 		case SPF_M_EXISTS:
 			r->op = SPF_OP_EXISTS;
-			r->q = dns_lookup_addr(r->d, r->target, AF_INET,
-			    spf_addr_cb, r);
+			r->q = dns_lookup_addr_flags(r->d, r->target,
+			    AF_INET, DNS_F_ANYNAME, spf_addr_cb, r);
 			return;
 		case SPF_M_MX:
 			r->op = SPF_OP_MX;
-			r->q = dns_lookup_mx(r->d, r->target, spf_mx_cb, r);
+			r->q = dns_lookup_mx_flags(r->d, r->target,
+			    DNS_F_ANYNAME, spf_mx_cb, r);
 			return;
 		case SPF_M_PTR:
 			if (r->ptr_void && !spf_count_void(r))
@@ -1199,28 +1224,75 @@ spf_req_free(struct spf_req *r)
 	for (j = 0; j < r->nmx; j++)
 		free(r->mxn[j]);
 	free(r->exp);
+	free(r->exp_txt);
 	if (r->ev != NULL)
 		event_free(r->ev);
 	free(r);
+}
+
+/* Fetches and expands the exp= of a fail, resolving %{p} first if the
+ * domain-spec or the text asks for it; SPF_EXP_DONE when finished
+ * (with or without an explanation). */
+static void
+spf_exp_step(struct spf_req *r)
+{
+	const struct spf_frame *f = &r->fr[0];
+	struct spf_macro_env env;
+	char tmp[SPF_EXP_MAX];
+
+	switch (r->exp_stage) {
+	case SPF_EXP_DOMAIN:
+		if (spf_needs_p(f->rec.exp) && !spf_ptr_step(r))
+			return;
+		spf_set_p(r);
+		if (!spf_expand_domain(r, f->rec.exp))
+			break;
+		r->exp_stage = SPF_EXP_TEXT;
+		r->op = SPF_OP_EXP;
+		r->q = dns_lookup_txt_flags(r->d, r->target, DNS_F_ANYNAME,
+		    spf_exp_cb, r);
+		return;
+	case SPF_EXP_P:
+		if (spf_needs_p(r->exp_txt) && !spf_ptr_step(r))
+			return;
+		spf_set_p(r);
+		spf_env(r, &env);
+		if (spf_macro_expand(&env, r->exp_txt, 1, tmp,
+		    sizeof(tmp)) >= 0)
+			r->exp = xstrdup(tmp);
+		break;
+	default:
+		break;
+	}
+	r->exp_stage = SPF_EXP_DONE;
+	event_active(r->ev, EV_TIMEOUT, 0);
+}
+
+/* A PTR step finished: go on with the evaluation or the explanation. */
+static void
+spf_resume(struct spf_req *r)
+{
+	if (r->exp_stage != SPF_EXP_NO)
+		spf_exp_step(r);
+	else
+		spf_run(r);
 }
 
 static void
 spf_deliver(evutil_socket_t fd, short what, void *arg)
 {
 	struct spf_req *r = arg;
-	struct spf_frame *f = &r->fr[0];
+	const struct spf_frame *f = &r->fr[0];
 
 	/* A fail of the outermost record: its exp=, once. */
-	if (r->res == SPF_FAIL && r->depth == 0 && f->loaded &&
-	    f->rec.exp != NULL && !r->exp_asked) {
-		r->exp_asked = true;
-		r->op = SPF_OP_EXP;
-		if (spf_expand_domain(r, f->rec.exp)) {
-			r->q = dns_lookup_txt(r->d, r->target, spf_exp_cb, r);
-			return;
-		}
+	if (r->exp_stage == SPF_EXP_NO && r->res == SPF_FAIL &&
+	    r->depth == 0 && f->loaded && f->rec.exp != NULL) {
+		r->exp_stage = SPF_EXP_DOMAIN;
+		spf_exp_step(r);
+		return;
 	}
-	if (r->q != NULL)
+	if (r->q != NULL || (r->exp_stage != SPF_EXP_NO &&
+	    r->exp_stage != SPF_EXP_DONE))
 		return;
 	r->cb(r->arg, r->res, r->reason, r->exp);
 	spf_req_free(r);
@@ -1255,7 +1327,8 @@ struct spf_req *
 spf_check(struct dns *d, const struct sockaddr *ip, const char *domain,
     const char *sender, const char *helo, spf_cb cb, void *arg)
 {
-	static const char hex[] = "0123456789abcdef";
+	/* Upper-case nibbles for %{i}, as pyspf (DNS does not care). */
+	static const char hex[] = "0123456789ABCDEF";
 	struct spf_req *r;
 	const unsigned char *b;
 	const char *at;

@@ -25,7 +25,8 @@
  * Must never: call a callback synchronously or after dns_cancel(); let the
  * ARES_EDESTRUCTION callbacks of ares_destroy() reach a caller; read a
  * reply beyond its length; pass a name to c-ares or to a caller that has
- * not been validated (LDH and '_' labels of 1..63, at most 253 bytes).
+ * not been validated (LDH and '_' labels of 1..63, at most 253 bytes; with
+ * DNS_F_ANYNAME printable ASCII but a backslash in the labels).
  */
 #include "dns/dns.h"
 #include "common/log.h"
@@ -139,6 +140,7 @@ struct dns_req {
 	unsigned		 runq_pass;
 	bool			 delivering;	/* inside its callback */
 	bool			 badname;
+	bool			 anyname;	/* DNS_F_ANYNAME */
 	int			 phase;		/* 0 new, 1 asked, 2 implicit MX */
 	enum dns_kind		 kind;
 	int			 family;
@@ -238,10 +240,13 @@ dns_errf(char *err, size_t errlen, const char *fmt, ...)
 /*
  * Names.  A valid name has labels of 1..63 bytes of letters, digits, '-'
  * or '_' (TXT owners such as _dmarc need '_'), at most 253 bytes, and an
- * optional trailing dot.  out gets it in lowercase without the dot.
+ * optional trailing dot.  With any, a label may hold any printable ASCII
+ * byte but a backslash (names from DNS data or SPF macro expansions,
+ * RFC 7208 7.1; c-ares would read a backslash as an escape).  out gets it
+ * in lowercase without the dot.
  */
 static bool
-dns_name_norm(const char *in, char out[DNS_NAME_MAX + 1])
+dns_name_norm(const char *in, char out[DNS_NAME_MAX + 1], bool any)
 {
 	size_t len, i, lab = 0;
 
@@ -265,7 +270,8 @@ dns_name_norm(const char *in, char out[DNS_NAME_MAX + 1])
 		}
 		if (c >= 'A' && c <= 'Z')
 			c = (char)(c - 'A' + 'a');
-		else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		else if (any ? (c < 0x20 || c > 0x7e || c == '\\') :
+		    !((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
 		    c == '-' || c == '_'))
 			return false;
 		if (++lab > DNS_LABEL_MAX)
@@ -276,6 +282,15 @@ dns_name_norm(const char *in, char out[DNS_NAME_MAX + 1])
 		return false;
 	out[len] = '\0';
 	return true;
+}
+
+/* A normalized name that also passes the strict check. */
+static bool
+dns_name_strict(const char *name)
+{
+	char tmp[DNS_NAME_MAX + 1];
+
+	return dns_name_norm(name, tmp, false);
 }
 
 static uint64_t
@@ -562,7 +577,7 @@ dns_parse_mx(struct dns_answer *a, const unsigned char *abuf, int alen)
 		}
 		if (strcmp(m->host, "") == 0 || strcmp(m->host, ".") == 0)
 			host[0] = '\0';
-		else if (!dns_name_norm(m->host, host)) {
+		else if (!dns_name_norm(m->host, host, true)) {
 			bad++;
 			continue;
 		}
@@ -751,7 +766,7 @@ dns_parse_ptr(struct dns_answer *a, const unsigned char *p, int alen)
 			if (ares_expand_name(p + off, p, alen, &name,
 			    &enclen) == ARES_SUCCESS && enclen >= 0 &&
 			    (size_t)enclen <= rdlen &&
-			    dns_name_norm(name, norm)) {
+			    dns_name_norm(name, norm, false)) {
 				a->txt[a->n] = xstrdup(norm);
 				a->txtlen[a->n] = strlen(norm);
 				a->n++;
@@ -1109,7 +1124,8 @@ dns_mx_build(const struct dns_req *r, struct dns_mx_result *res,
 {
 	const struct dns_answer *a = r->sub[0].ans;
 	uint32_t ttl;
-	size_t i;
+	size_t i, skipped = 0;
+	bool root = false;
 
 	if (r->phase == 2) {
 		/* No MX: the domain itself, if it has an address. */
@@ -1132,18 +1148,35 @@ dns_mx_build(const struct dns_req *r, struct dns_mx_result *res,
 	if (a->status != DNS_OK)
 		return;
 	for (i = 0; i < a->n && res->nmx < DNS_MAX_MX; i++) {
-		if (a->mx[i].host[0] == '\0')
-			continue;	/* "." among real exchanges */
+		if (a->mx[i].host[0] == '\0') {
+			root = true;	/* "." among real exchanges */
+			continue;
+		}
+		if (!r->anyname && !dns_name_strict(a->mx[i].host)) {
+			skipped++;
+			continue;
+		}
 		res->mx[res->nmx].pref = a->mx[i].pref;
 		if (!strlcpy_ok(res->mx[res->nmx].host, a->mx[i].host,
 		    sizeof(res->mx[0].host)))
 			fatalx("dns: validated MX name too long");
 		res->nmx++;
 	}
+	if (res->nmx == 0 && skipped > 0 && !root) {
+		/* Only exchanges that are no host names. */
+		log_warnx("dns: %s: %zu MX record(s) with an invalid "
+		    "exchange ignored", a->name, skipped);
+		res->status = DNS_TEMPFAIL;
+		res->ttl = 0;
+		return;
+	}
 	if (res->nmx == 0) {
 		res->status = DNS_NULLMX;	/* RFC 7505 */
 		return;
 	}
+	if (skipped > 0)
+		log_debug("dns: %s: %zu MX record(s) with an invalid "
+		    "exchange ignored", a->name, skipped);
 	dns_mx_shuffle(res);
 }
 
@@ -1382,7 +1415,8 @@ dns_work_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static struct dns_req *
-dns_req_new(struct dns *d, enum dns_kind kind, const char *name, void *arg)
+dns_req_new(struct dns *d, enum dns_kind kind, const char *name,
+    unsigned flags, void *arg)
 {
 	struct dns_req *r;
 
@@ -1392,21 +1426,46 @@ dns_req_new(struct dns *d, enum dns_kind kind, const char *name, void *arg)
 	r->d = d;
 	r->kind = kind;
 	r->arg = arg;
-	if (!dns_name_norm(name, r->name))
+	r->anyname = (flags & DNS_F_ANYNAME) != 0;
+	if (!dns_name_norm(name, r->name, r->anyname))
 		r->badname = true;
 	TAILQ_INSERT_TAIL(&d->reqs, r, entry);
 	return r;
 }
 
 struct dns_req *
-dns_lookup_mx(struct dns *d, const char *domain, dns_mx_cb cb, void *arg)
+dns_lookup_mx_flags(struct dns *d, const char *domain, unsigned flags,
+    dns_mx_cb cb, void *arg)
 {
 	struct dns_req *r;
 
 	if (cb == NULL)
 		fatalx("dns_lookup_mx: no callback");
-	r = dns_req_new(d, DNS_K_MX, domain, arg);
+	r = dns_req_new(d, DNS_K_MX, domain, flags, arg);
 	r->cb.mx = cb;
+	dns_req_schedule(r);
+	return r;
+}
+
+struct dns_req *
+dns_lookup_mx(struct dns *d, const char *domain, dns_mx_cb cb, void *arg)
+{
+	return dns_lookup_mx_flags(d, domain, 0, cb, arg);
+}
+
+struct dns_req *
+dns_lookup_addr_flags(struct dns *d, const char *host, int family,
+    unsigned flags, dns_addr_cb cb, void *arg)
+{
+	struct dns_req *r;
+
+	if (cb == NULL)
+		fatalx("dns_lookup_addr: no callback");
+	if (family != AF_INET && family != AF_INET6 && family != AF_UNSPEC)
+		fatalx("dns_lookup_addr: bad family %d", family);
+	r = dns_req_new(d, DNS_K_ADDR, host, flags, arg);
+	r->family = family;
+	r->cb.addr = cb;
 	dns_req_schedule(r);
 	return r;
 }
@@ -1415,15 +1474,19 @@ struct dns_req *
 dns_lookup_addr(struct dns *d, const char *host, int family,
     dns_addr_cb cb, void *arg)
 {
+	return dns_lookup_addr_flags(d, host, family, 0, cb, arg);
+}
+
+struct dns_req *
+dns_lookup_txt_flags(struct dns *d, const char *name, unsigned flags,
+    dns_txt_cb cb, void *arg)
+{
 	struct dns_req *r;
 
 	if (cb == NULL)
-		fatalx("dns_lookup_addr: no callback");
-	if (family != AF_INET && family != AF_INET6 && family != AF_UNSPEC)
-		fatalx("dns_lookup_addr: bad family %d", family);
-	r = dns_req_new(d, DNS_K_ADDR, host, arg);
-	r->family = family;
-	r->cb.addr = cb;
+		fatalx("dns_lookup_txt: no callback");
+	r = dns_req_new(d, DNS_K_TXT, name, flags, arg);
+	r->cb.txt = cb;
 	dns_req_schedule(r);
 	return r;
 }
@@ -1431,14 +1494,7 @@ dns_lookup_addr(struct dns *d, const char *host, int family,
 struct dns_req *
 dns_lookup_txt(struct dns *d, const char *name, dns_txt_cb cb, void *arg)
 {
-	struct dns_req *r;
-
-	if (cb == NULL)
-		fatalx("dns_lookup_txt: no callback");
-	r = dns_req_new(d, DNS_K_TXT, name, arg);
-	r->cb.txt = cb;
-	dns_req_schedule(r);
-	return r;
+	return dns_lookup_txt_flags(d, name, 0, cb, arg);
 }
 
 struct dns_req *
@@ -1472,7 +1528,7 @@ dns_lookup_ptr(struct dns *d, const struct sockaddr *sa, dns_ptr_cb cb,
 		memcpy(name + o, "ip6.arpa", sizeof("ip6.arpa"));
 	}
 	/* An unknown family leaves the name empty: DNS_BADNAME. */
-	r = dns_req_new(d, DNS_K_PTR, name, arg);
+	r = dns_req_new(d, DNS_K_PTR, name, 0, arg);
 	r->cb.ptr = cb;
 	dns_req_schedule(r);
 	return r;

@@ -108,6 +108,23 @@ struct dns_req *dns_lookup_addr(struct dns *d, const char *host, int family,
     dns_addr_cb cb, void *arg);
 struct dns_req *dns_lookup_txt(struct dns *d, const char *name,
     dns_txt_cb cb, void *arg);
+
+/*
+ * Names are host names by default: labels of letters, digits, '-' and
+ * '_' (anything else is DNS_BADNAME, and MX exchanges that are not host
+ * names are left out).  DNS_F_ANYNAME is for names that come from DNS
+ * data rather than from mail routing, such as SPF domain-specs, which
+ * may hold any visible character (RFC 7208 7.1): a label may then hold
+ * any printable ASCII byte but a backslash, and so may the MX exchanges
+ * returned.  Labels are 1..63 octets and names 253 octets either way.
+ */
+#define DNS_F_ANYNAME	0x01u
+struct dns_req *dns_lookup_mx_flags(struct dns *d, const char *domain,
+    unsigned flags, dns_mx_cb cb, void *arg);
+struct dns_req *dns_lookup_addr_flags(struct dns *d, const char *host,
+    int family, unsigned flags, dns_addr_cb cb, void *arg);
+struct dns_req *dns_lookup_txt_flags(struct dns *d, const char *name,
+    unsigned flags, dns_txt_cb cb, void *arg);
 /* The reverse name of addr (AF_INET: in-addr.arpa, AF_INET6: ip6.arpa,
  * nibbles; an IPv4-mapped address is asked as IPv6: map it first if that
  * is not wanted). */
