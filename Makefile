@@ -20,7 +20,8 @@ BUILD_PKGS := gcc meson ninja-build pkg-config libevent-dev libssl-dev libc-ares
 	libsodium-dev libjansson-dev zlib1g-dev libcmocka-dev openssl libcurl4-openssl-dev \
 	libsqlite3-dev libpsl-dev libidn2-dev publicsuffix
 TEST_PKGS  := $(BUILD_PKGS) python3 swaks postfix strace dnsmasq-base clang libclang-rt-14-dev \
-	sasl2-bin libsasl2-modules libsasl2-modules-db python3-dkim python3-spf python3-yaml python3-dnspython
+	sasl2-bin libsasl2-modules libsasl2-modules-db python3-dkim python3-spf python3-yaml python3-dnspython \
+	opendkim-tools iproute2
 
 .PHONY: all deps test-deps build release run test bench bench-deliver fuzz clean
 
