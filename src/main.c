@@ -29,6 +29,8 @@ static const struct {
 					"credentials" },
 	{ "secret-key",	cli_secret_key,	"generate the key that encrypts "
 					"stored secrets" },
+	{ "dkim",	cli_dkim,	"keygen|list|records|verify: DKIM keys "
+					"of the sender domains" },
 };
 
 static int

@@ -60,6 +60,9 @@ static const struct {
 	[OPT_GENERATE] = { "generate", false },
 	[OPT_SPF] = { "spf", true },
 	[OPT_DKIM] = { "dkim", true },
+	[OPT_ALGORITHM] = { "algorithm", true },
+	[OPT_BITS] = { "bits", true },
+	[OPT_SELECTOR] = { "selector", true },
 };
 
 static const char *const cli_tls_names[] = {

@@ -46,6 +46,9 @@ enum cli_opt {
 	OPT_GENERATE,
 	OPT_SPF,
 	OPT_DKIM,
+	OPT_ALGORITHM,
+	OPT_BITS,
+	OPT_SELECTOR,
 	OPT__COUNT
 };
 #define OPTB(o)		(1u << (o))

@@ -575,9 +575,40 @@ store_seal(struct store *st, const char *secret, struct buf *out)
 	return STORE_OK;
 }
 
+/* A private key in PEM: printable ASCII lines, bounded. */
+static bool
+store_pem_ok(const char *s)
+{
+	size_t n = strnlen(s, STORE_DKIM_PEM_MAX + 1);
+
+	if (n == 0 || n > STORE_DKIM_PEM_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((s[i] < 0x20 || s[i] > 0x7e) && s[i] != '\n')
+			return false;
+	return true;
+}
+
+static int store_unseal_as(struct store *st, const void *blob, size_t len,
+    const char *what, bool (*ok)(const char *), char **out);
+
 int
 store_unseal(struct store *st, const void *blob, size_t len,
     const char *what, char **out)
+{
+	return store_unseal_as(st, blob, len, what, store_secret_ok, out);
+}
+
+int
+store_unseal_pem(struct store *st, const void *blob, size_t len,
+    const char *what, char **out)
+{
+	return store_unseal_as(st, blob, len, what, store_pem_ok, out);
+}
+
+static int
+store_unseal_as(struct store *st, const void *blob, size_t len,
+    const char *what, bool (*ok)(const char *), char **out)
 {
 	size_t n = 0;
 	char *pt;
@@ -590,7 +621,7 @@ store_unseal(struct store *st, const void *blob, size_t len,
 		return store_fail(st, STORE_ERROR, "%s: the stored secret "
 		    "cannot be decrypted (another secret_key_file, or the "
 		    "database was altered)", what);
-	if (strlen(pt) != n || !store_secret_ok(pt)) {
+	if (strlen(pt) != n || !ok(pt)) {
 		sodium_memzero(pt, n);
 		free(pt);
 		return store_fail(st, STORE_ERROR, "%s: the stored secret is "
@@ -1067,4 +1098,155 @@ store_audit_list(struct store *st, const char *company, store_audit_fn fn,
 	int rc = store_check_filter(st, company);
 
 	return rc != STORE_OK ? rc : st->ops->audit_list(st, company, fn, arg);
+}
+
+/* ---- DKIM keys and the domain check ------------------------------------ */
+
+static const char *const dkim_key_state_names[] = {
+	[DKIMKEY_PENDING] = "pending",
+	[DKIMKEY_ACTIVE] = "active",
+	[DKIMKEY_RETIRING] = "retiring",
+	[DKIMKEY_RETIRED] = "retired",
+};
+
+const char *
+dkim_key_state_name(enum dkim_key_state s)
+{
+	if ((size_t)s >= nitems(dkim_key_state_names))
+		fatalx("store: DKIM key state %d", (int)s);
+	return dkim_key_state_names[s];
+}
+
+int
+dkim_key_state_parse(const char *s, enum dkim_key_state *out)
+{
+	for (size_t i = 0; i < nitems(dkim_key_state_names); i++)
+		if (s != NULL && strcmp(s, dkim_key_state_names[i]) == 0) {
+			*out = (enum dkim_key_state)i;
+			return 0;
+		}
+	return -1;
+}
+
+void
+dkim_keyrec_clear(struct dkim_keyrec *k)
+{
+	if (k == NULL || k->private_pem == NULL)
+		return;
+	free_secret(k->private_pem);
+	k->private_pem = NULL;
+}
+
+/* A selector: labels of letters, digits and '-' (RFC 6376 3.1). */
+static bool
+store_selector_ok(const char *sel)
+{
+	size_t n, nlabels;
+	bool numeric = false;
+
+	return sel != NULL && (n = strnlen(sel, STORE_SELECTOR_MAX + 1)) > 0 &&
+	    n <= STORE_SELECTOR_MAX &&
+	    hostname_syntax_ok(sel, n, &nlabels, &numeric);
+}
+
+/* What every written key must satisfy. */
+static int
+store_check_dkim(struct store *st, const struct dkim_keyrec *k)
+{
+	if (!store_selector_ok(k->selector))
+		return store_fail(st, STORE_INVALID, "selector: 1 to %d "
+		    "bytes of letters, digits, '-' and dots",
+		    STORE_SELECTOR_MAX);
+	if (strcmp(k->algorithm, "rsa-sha256") != 0 &&
+	    strcmp(k->algorithm, "ed25519-sha256") != 0)
+		return store_fail(st, STORE_INVALID, "algorithm: rsa-sha256 "
+		    "or ed25519-sha256");
+	if (!store_field_ok(k->record, false) ||
+	    strncmp(k->record, "v=DKIM1;", 8) != 0)
+		return store_fail(st, STORE_INVALID, "record: a DKIM key "
+		    "record (v=DKIM1; ...)");
+	if ((size_t)k->state >= nitems(dkim_key_state_names) ||
+	    k->created < 0 || k->published_at < 0 || k->activated_at < 0 ||
+	    k->retire_at < 0 || k->bits < 0 || k->bits > 16384)
+		return store_fail(st, STORE_INVALID, "DKIM key: state or "
+		    "times out of range");
+	return STORE_OK;
+}
+
+int
+store_dkim_add(struct store *st, struct dkim_keyrec *k, const char *actor)
+{
+	char d[STORE_HOST_MAX + 1];
+	int rc;
+
+	if ((rc = store_check_actor(st, actor, NULL)) != STORE_OK ||
+	    (rc = store_domain_norm(st, k->domain, d, sizeof(d))) != STORE_OK ||
+	    (rc = store_check_dkim(st, k)) != STORE_OK)
+		return rc;
+	if (k->private_pem == NULL ||
+	    strnlen(k->private_pem, STORE_DKIM_PEM_MAX + 1) > STORE_DKIM_PEM_MAX)
+		return store_fail(st, STORE_INVALID, "DKIM key: a private key "
+		    "of at most %d bytes is required", STORE_DKIM_PEM_MAX);
+	strlcpy_ok(k->domain, d, sizeof(k->domain));
+	return st->ops->dkim_add(st, k, actor);
+}
+
+int
+store_dkim_list(struct store *st, const char *domain, bool with_private,
+    store_dkim_fn fn, void *arg)
+{
+	char d[STORE_HOST_MAX + 1];
+	int rc;
+
+	if (domain != NULL && (rc = store_domain_norm(st, domain, d,
+	    sizeof(d))) != STORE_OK)
+		return rc;
+	return st->ops->dkim_list(st, domain ? d : NULL, with_private, fn,
+	    arg);
+}
+
+int
+store_dkim_update(struct store *st, const struct dkim_keyrec *k,
+    const char *actor)
+{
+	int rc;
+
+	if ((rc = store_check_actor(st, actor, NULL)) != STORE_OK ||
+	    (rc = store_check_dkim(st, k)) != STORE_OK)
+		return rc;
+	return st->ops->dkim_update(st, k, actor);
+}
+
+#define STORE_DETAIL_MAX	65536
+
+int
+store_domain_set_check(struct store *st, const char *domain, bool spf_ok,
+    bool dkim_ok, bool dmarc_ok, int64_t checked_at, const char *detail)
+{
+	char d[STORE_HOST_MAX + 1];
+	int rc;
+
+	if ((rc = store_domain_norm(st, domain, d, sizeof(d))) != STORE_OK)
+		return rc;
+	if (checked_at < 0)
+		return store_fail(st, STORE_INVALID, "checked_at: negative");
+	if (!store_text_ok(detail, STORE_DETAIL_MAX, true))
+		return store_fail(st, STORE_INVALID, "check detail: at most "
+		    "%d bytes of text", STORE_DETAIL_MAX);
+	return st->ops->domain_set_check(st, d, spf_ok, dkim_ok, dmarc_ok,
+	    checked_at, detail);
+}
+
+int
+store_domain_check_detail(struct store *st, const char *domain,
+    char **detail, int64_t *broken_since)
+{
+	char d[STORE_HOST_MAX + 1];
+	int rc;
+
+	*detail = NULL;
+	*broken_since = 0;
+	if ((rc = store_domain_norm(st, domain, d, sizeof(d))) != STORE_OK)
+		return rc;
+	return st->ops->domain_check_detail(st, d, detail, broken_since);
 }

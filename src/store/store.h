@@ -99,6 +99,7 @@ struct domain {
 	/* set by the authentication checks (issue 5) */
 	bool		spf_ok;
 	bool		dkim_ok;
+	bool		dmarc_ok;
 	int64_t		checked_at;			/* 0 = never */
 };
 
@@ -248,5 +249,66 @@ int store_credential_list(struct store *st, const char *company,
 /* The audit log, oldest first. */
 int store_audit_list(struct store *st, const char *company,
     store_audit_fn fn, void *arg);		/* company NULL: all */
+
+/*
+ * DKIM keys of a domain.  A key is made pending (its record must be
+ * published), becomes active when the domain check sees its record in
+ * DNS (active keys sign: one per algorithm, so rsa + ed25519 sign twice),
+ * and a key it replaces becomes retiring (still to be published, no
+ * longer signing) until retire_at, then retired.
+ */
+#define STORE_SELECTOR_MAX	63
+#define STORE_DKIM_RECORD_MAX	2047
+#define STORE_DKIM_PEM_MAX	16384
+
+enum dkim_key_state {
+	DKIMKEY_PENDING = 0,
+	DKIMKEY_ACTIVE,
+	DKIMKEY_RETIRING,
+	DKIMKEY_RETIRED,
+};
+
+struct dkim_keyrec {
+	int64_t			id;		/* set by store_dkim_add */
+	char			domain[STORE_HOST_MAX + 1];
+	char			selector[STORE_SELECTOR_MAX + 1];
+	char			algorithm[16];	/* rsa-sha256|ed25519-sha256 */
+	int			bits;		/* RSA; 0 for ed25519 */
+	char			*private_pem;	/* heap, wiped; NULL unless
+						   asked for */
+	char			record[STORE_DKIM_RECORD_MAX + 1];
+	enum dkim_key_state	state;
+	int64_t			created;
+	int64_t			published_at;	/* last seen in DNS, 0 never */
+	int64_t			activated_at;
+	int64_t			retire_at;	/* retiring: until */
+};
+typedef int (*store_dkim_fn)(void *arg, const struct dkim_keyrec *k);
+
+const char *dkim_key_state_name(enum dkim_key_state s);
+int dkim_key_state_parse(const char *s, enum dkim_key_state *out);
+/* Wipe and free the private key inside. */
+void dkim_keyrec_clear(struct dkim_keyrec *k);
+
+/* Add k (private_pem required, sealed on the way in; k->id set). */
+int store_dkim_add(struct store *st, struct dkim_keyrec *k,
+    const char *actor);
+/* Keys of domain (NULL: all), by domain then id; the private keys opened
+ * only with_private. */
+int store_dkim_list(struct store *st, const char *domain, bool with_private,
+    store_dkim_fn fn, void *arg);
+/* Write k's state and times (by k->id); audited when the state changes. */
+int store_dkim_update(struct store *st, const struct dkim_keyrec *k,
+    const char *actor);
+
+/* The domain check's results: detail is its JSON report (bounded text).
+ * broken_since is set when a passing domain stops passing and cleared
+ * when it passes again. */
+int store_domain_set_check(struct store *st, const char *domain,
+    bool spf_ok, bool dkim_ok, bool dmarc_ok, int64_t checked_at,
+    const char *detail);
+/* The last report of the domain check ("" if none), heap. */
+int store_domain_check_detail(struct store *st, const char *domain,
+    char **detail, int64_t *broken_since);
 
 #endif

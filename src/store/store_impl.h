@@ -82,6 +82,18 @@ struct store_ops {
 
 	int (*audit_list)(struct store *st, const char *company,
 	    store_audit_fn fn, void *arg);
+
+	int (*dkim_add)(struct store *st, struct dkim_keyrec *k,
+	    const char *actor);
+	int (*dkim_list)(struct store *st, const char *domain,
+	    bool with_private, store_dkim_fn fn, void *arg);
+	int (*dkim_update)(struct store *st, const struct dkim_keyrec *k,
+	    const char *actor);
+	int (*domain_set_check)(struct store *st, const char *domain,
+	    bool spf_ok, bool dkim_ok, bool dmarc_ok, int64_t checked_at,
+	    const char *detail);
+	int (*domain_check_detail)(struct store *st, const char *domain,
+	    char **detail, int64_t *broken_since);
 };
 
 struct store {
@@ -108,6 +120,9 @@ int store_seal(struct store *st, const char *secret, struct buf *out);
  * the message ("company 'acme'").  STORE_ERROR without a key, with the
  * wrong key, or for a blob that is not a sealed string. */
 int store_unseal(struct store *st, const void *blob, size_t len,
+    const char *what, char **out);
+/* The same for a PEM private key (lines; up to STORE_DKIM_PEM_MAX). */
+int store_unseal_pem(struct store *st, const void *blob, size_t len,
     const char *what, char **out);
 
 /* The names kept in the database and the audit log. */

@@ -175,11 +175,14 @@ static const char *const sq_migrations[] = {
 	"id, company, email, name, route, from_address, " \
 	SQ_SMTP_COLS("smtp_")
 #define SQ_DOMAIN_COLS \
-	"name, company, created, spf_ok, dkim_ok, checked_at"
+	"name, company, created, spf_ok, dkim_ok, checked_at, dmarc_ok"
 #define SQ_CRED_COLS \
 	"id, company, application, username, hash, created, revoked"
 #define SQ_AUDIT_COLS \
 	"id, at, actor, company, action, reference, detail"
+#define SQ_DKIM_COLS \
+	"id, domain, selector, algorithm, bits, record, state, created, " \
+	"published_at, activated_at, retire_at, private_key"
 
 /* ?1 id, ?2 route, ?3 from, ?4..?11 smtp, ?12 whether the secret
  * column is replaced by ?8 (else kept). */
@@ -489,6 +492,7 @@ sq_read_domain(struct store *st, sqlite3_stmt *s, struct domain *out)
 	out->spf_ok = sqlite3_column_int(s, 3) != 0;
 	out->dkim_ok = sqlite3_column_int(s, 4) != 0;
 	out->checked_at = sqlite3_column_int64(s, 5);
+	out->dmarc_ok = sqlite3_column_int(s, 6) != 0;
 	return STORE_OK;
 }
 
@@ -506,6 +510,36 @@ sq_read_cred(struct store *st, sqlite3_stmt *s, struct credential *out)
 	out->created = sqlite3_column_int64(s, 5);
 	out->revoked = sqlite3_column_int64(s, 6);
 	return STORE_OK;
+}
+
+/* A dkim_keys row (SQ_DKIM_COLS); the private key opened with_private. */
+static int
+sq_read_dkim(struct store *st, sqlite3_stmt *s, bool with_private,
+    struct dkim_keyrec *out)
+{
+	char what[STORE_HOST_MAX + STORE_SELECTOR_MAX + 32];
+
+	memset(out, 0, sizeof(*out));
+	out->id = sqlite3_column_int64(s, 0);
+	if (!sq_col_text(s, 1, out->domain, sizeof(out->domain)) ||
+	    !sq_col_text(s, 2, out->selector, sizeof(out->selector)) ||
+	    !sq_col_text(s, 3, out->algorithm, sizeof(out->algorithm)) ||
+	    !sq_col_text(s, 5, out->record, sizeof(out->record)) ||
+	    dkim_key_state_parse(sq_col_str(s, 6), &out->state) != 0 ||
+	    sqlite3_column_type(s, 11) != SQLITE_BLOB)
+		return store_fail(st, STORE_ERROR, "a dkim_keys row in the "
+		    "database is malformed");
+	out->bits = sqlite3_column_int(s, 4);
+	out->created = sqlite3_column_int64(s, 7);
+	out->published_at = sqlite3_column_int64(s, 8);
+	out->activated_at = sqlite3_column_int64(s, 9);
+	out->retire_at = sqlite3_column_int64(s, 10);
+	if (!with_private)
+		return STORE_OK;
+	snprintf(what, sizeof(what), "DKIM key %s._domainkey.%s",
+	    out->selector, out->domain);
+	return store_unseal_pem(st, sqlite3_column_blob(s, 11),
+	    (size_t)sqlite3_column_bytes(s, 11), what, &out->private_pem);
 }
 
 static int
@@ -568,7 +602,8 @@ fail:
 }
 
 /* What a query returns rows of. */
-enum sq_kind { SQ_COMPANY, SQ_DOMAIN, SQ_USER, SQ_CRED, SQ_AUDIT };
+enum sq_kind { SQ_COMPANY, SQ_DOMAIN, SQ_USER, SQ_CRED, SQ_AUDIT, SQ_DKIM,
+	SQ_DKIM_PRIVATE };
 
 union sq_row {
 	struct company		company;
@@ -576,6 +611,7 @@ union sq_row {
 	struct user		user;
 	struct credential	cred;
 	struct audit_entry	audit;
+	struct dkim_keyrec	dkim;
 };
 
 /* The current row of s as a k, secrets opened. */
@@ -594,6 +630,9 @@ sq_row_read(struct store *st, sqlite3_stmt *s, enum sq_kind k,
 		return sq_read_cred(st, s, &r->cred);
 	case SQ_AUDIT:
 		return sq_read_audit(st, s, &r->audit);
+	case SQ_DKIM:
+	case SQ_DKIM_PRIVATE:
+		return sq_read_dkim(st, s, k == SQ_DKIM_PRIVATE, &r->dkim);
 	}
 	fatalx("store: row kind %d", (int)k);
 }
@@ -608,6 +647,8 @@ sq_row_clear(enum sq_kind k, union sq_row *r)
 		smtp_settings_clear(&r->user.smtp);
 	else if (k == SQ_AUDIT)
 		audit_entry_clear(&r->audit);
+	else if (k == SQ_DKIM || k == SQ_DKIM_PRIVATE)
+		dkim_keyrec_clear(&r->dkim);
 }
 
 /* The one row of a k that sql (key, or ikey when key is NULL, bound to
@@ -648,6 +689,7 @@ struct sq_each {
 		store_user_fn		user;
 		store_credential_fn	cred;
 		store_audit_fn		audit;
+		store_dkim_fn		dkim;
 	}		 fn;
 	void		*arg;
 };
@@ -667,6 +709,9 @@ sq_each_call(const struct sq_each *e, const union sq_row *r)
 		return e->fn.cred(e->arg, &r->cred);
 	case SQ_AUDIT:
 		return e->fn.audit(e->arg, &r->audit);
+	case SQ_DKIM:
+	case SQ_DKIM_PRIVATE:
+		return e->fn.dkim(e->arg, &r->dkim);
 	}
 	fatalx("store: row kind %d", (int)e->kind);
 }
@@ -1718,6 +1763,186 @@ store_sqlite_db(struct store *st)
 	return st->ops == &store_sqlite_ops ? SQ(st)->db : NULL;
 }
 
+/* ---- DKIM keys and the domain check ------------------------------------ */
+
+static int
+sq_dkim_add(struct store *st, struct dkim_keyrec *k, const char *actor)
+{
+	sqlite3_stmt *s = NULL;
+	char company[STORE_ID_MAX + 1];
+	struct buf blob;
+	int rc;
+
+	buf_init(&blob);
+	if ((rc = sq_begin(st)) != STORE_OK ||
+	    (rc = sq_lookup(st, "SELECT company FROM domains WHERE name = ?1",
+	    k->domain, "domain", company, sizeof(company))) != STORE_OK ||
+	    (rc = store_seal(st, k->private_pem, &blob)) != STORE_OK)
+		goto fail;
+	rc = STORE_ERROR;
+	if ((s = sq_prep(st, "INSERT INTO dkim_keys (domain, selector, "
+	    "algorithm, bits, private_key, record, state, created, "
+	    "published_at, activated_at, retire_at) VALUES (?1, ?2, ?3, ?4, "
+	    "?5, ?6, ?7, ?8, ?9, ?10, ?11)")) == NULL)
+		goto fail;
+	sq_bind_text(s, 1, k->domain);
+	sq_bind_text(s, 2, k->selector);
+	sq_bind_text(s, 3, k->algorithm);
+	sq_bind_int(s, 4, k->bits);
+	sq_bind_check(s, 5, sqlite3_bind_blob(s, 5, blob.data, (int)blob.len,
+	    SQLITE_STATIC));
+	sq_bind_text(s, 6, k->record);
+	sq_bind_text(s, 7, dkim_key_state_name(k->state));
+	sq_bind_int(s, 8, k->created);
+	sq_bind_int(s, 9, k->published_at);
+	sq_bind_int(s, 10, k->activated_at);
+	sq_bind_int(s, 11, k->retire_at);
+	rc = sq_apply(st, s, company, "dkim.add", actor, NULL,
+	    sq_json(json_pack("{s:s, s:s, s:s, s:i, s:s}", "domain",
+	    k->domain, "selector", k->selector, "algorithm", k->algorithm,
+	    "bits", k->bits, "state", dkim_key_state_name(k->state))));
+	if (rc == STORE_OK)
+		k->id = sqlite3_last_insert_rowid(SQ(st)->db);
+	else if (rc == STORE_EXISTS)
+		store_fail(st, rc, "domain %s already has a key with selector "
+		    "%s", k->domain, k->selector);
+fail:
+	sqlite3_finalize(s);
+	buf_free(&blob);
+	return sq_end(st, rc);
+}
+
+static int
+sq_dkim_list(struct store *st, const char *domain, bool with_private,
+    store_dkim_fn fn, void *arg)
+{
+	struct sq_each e = { .kind = with_private ? SQ_DKIM_PRIVATE : SQ_DKIM,
+	    .fn.dkim = fn, .arg = arg };
+
+	return sq_each_run(st, domain ?
+	    "SELECT " SQ_DKIM_COLS " FROM dkim_keys WHERE domain = ?1 "
+	    "ORDER BY id" :
+	    "SELECT " SQ_DKIM_COLS " FROM dkim_keys ORDER BY domain, id",
+	    domain, false, &e);
+}
+
+/* Only a change of state is audited: the check touches published_at
+ * every time it runs. */
+static int
+sq_dkim_update(struct store *st, const struct dkim_keyrec *k,
+    const char *actor)
+{
+	sqlite3_stmt *s = NULL;
+	union sq_row old;
+	char company[STORE_ID_MAX + 1];
+	int rc;
+
+	memset(&old, 0, sizeof(old));
+	if ((rc = sq_begin(st)) != STORE_OK ||
+	    (rc = sq_get(st, "SELECT " SQ_DKIM_COLS " FROM dkim_keys WHERE "
+	    "id = ?1", NULL, k->id, SQ_DKIM, "DKIM key", &old)) != STORE_OK ||
+	    (rc = sq_lookup(st, "SELECT company FROM domains WHERE name = ?1",
+	    old.dkim.domain, "domain", company, sizeof(company))) != STORE_OK)
+		goto fail;
+	rc = STORE_ERROR;
+	if ((s = sq_prep(st, "UPDATE dkim_keys SET state = ?2, "
+	    "published_at = ?3, activated_at = ?4, retire_at = ?5 "
+	    "WHERE id = ?1")) == NULL)
+		goto fail;
+	sq_bind_int(s, 1, k->id);
+	sq_bind_text(s, 2, dkim_key_state_name(k->state));
+	sq_bind_int(s, 3, k->published_at);
+	sq_bind_int(s, 4, k->activated_at);
+	sq_bind_int(s, 5, k->retire_at);
+	if (old.dkim.state == k->state) {
+		if ((rc = sq_done(st, s, "dkim_keys")) == STORE_OK)
+			rc = sq_commit(st);
+		goto fail;
+	}
+	rc = sq_apply(st, s, company, "dkim.state", actor, NULL,
+	    sq_json(json_pack("{s:s, s:s, s:s, s:s, s:I}", "domain",
+	    old.dkim.domain, "selector", old.dkim.selector, "from",
+	    dkim_key_state_name(old.dkim.state), "to",
+	    dkim_key_state_name(k->state), "retire_at",
+	    (json_int_t)k->retire_at)));
+fail:
+	sqlite3_finalize(s);
+	return sq_end(st, rc);
+}
+
+static int
+sq_domain_check_detail(struct store *st, const char *domain, char **detail,
+    int64_t *broken_since)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = STORE_ERROR;
+
+	if ((s = sq_prep(st, "SELECT check_detail, broken_since FROM domains "
+	    "WHERE name = ?1")) == NULL)
+		goto fail;
+	sq_bind_text(s, 1, domain);
+	if ((rc = sq_step_one(st, s, "domain", domain, 0)) != STORE_OK)
+		goto fail;
+	if (sq_col_str(s, 0) == NULL) {
+		rc = store_fail(st, STORE_ERROR, "domain %s: malformed row",
+		    domain);
+		goto fail;
+	}
+	*detail = xstrdup(sq_col_str(s, 0));
+	*broken_since = sqlite3_column_int64(s, 1);
+fail:
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* Like sq_domain_set_auth, audited only when a result changes. */
+static int
+sq_domain_set_check(struct store *st, const char *domain, bool spf_ok,
+    bool dkim_ok, bool dmarc_ok, int64_t checked_at, const char *detail)
+{
+	sqlite3_stmt *s = NULL;
+	struct domain old;
+	int64_t broken = 0;
+	char *olddetail = NULL;
+	int rc;
+
+	if ((rc = sq_begin(st)) != STORE_OK ||
+	    (rc = sq_domain_get(st, domain, &old)) != STORE_OK ||
+	    (rc = sq_domain_check_detail(st, domain, &olddetail, &broken)) !=
+	    STORE_OK)
+		goto fail;
+	rc = STORE_ERROR;
+	if (spf_ok && dkim_ok)
+		broken = 0;
+	else if (broken == 0 && old.spf_ok && old.dkim_ok)
+		broken = checked_at;
+	if ((s = sq_prep(st, "UPDATE domains SET spf_ok = ?2, dkim_ok = ?3, "
+	    "dmarc_ok = ?4, checked_at = ?5, check_detail = ?6, "
+	    "broken_since = ?7 WHERE name = ?1")) == NULL)
+		goto fail;
+	sq_bind_text(s, 1, domain);
+	sq_bind_int(s, 2, spf_ok);
+	sq_bind_int(s, 3, dkim_ok);
+	sq_bind_int(s, 4, dmarc_ok);
+	sq_bind_int(s, 5, checked_at);
+	sq_bind_text(s, 6, detail);
+	sq_bind_int(s, 7, broken);
+	if (old.checked_at != 0 && old.spf_ok == spf_ok &&
+	    old.dkim_ok == dkim_ok && old.dmarc_ok == dmarc_ok) {
+		if ((rc = sq_done(st, s, "domains")) == STORE_OK)
+			rc = sq_commit(st);
+		goto fail;
+	}
+	rc = sq_apply(st, s, old.company, "domain.check", SQ_SYSTEM_ACTOR,
+	    NULL, sq_json(json_pack("{s:s, s:b, s:b, s:b, s:I}", "domain",
+	    domain, "spf_ok", spf_ok, "dkim_ok", dkim_ok, "dmarc_ok", dmarc_ok,
+	    "checked_at", (json_int_t)checked_at)));
+fail:
+	free(olddetail);
+	sqlite3_finalize(s);
+	return sq_end(st, rc);
+}
+
 const struct store_ops store_sqlite_ops = {
 	.scheme = "sqlite",
 	.open = sq_open,
@@ -1743,4 +1968,9 @@ const struct store_ops store_sqlite_ops = {
 	.credential_find = sq_credential_find,
 	.credential_list = sq_credential_list,
 	.audit_list = sq_audit_list,
+	.dkim_add = sq_dkim_add,
+	.dkim_list = sq_dkim_list,
+	.dkim_update = sq_dkim_update,
+	.domain_set_check = sq_domain_set_check,
+	.domain_check_detail = sq_domain_check_detail,
 };

@@ -1302,6 +1302,123 @@ setup(void **state)
 	return 0;
 }
 
+/* DKIM keys: sealed at rest, listed with and without the private key,
+ * state changes audited, removed with their domain. */
+static int
+dkim_count_cb(void *arg, const struct dkim_keyrec *k)
+{
+	struct dkim_keyrec *out = arg;
+
+	if (k->private_pem != NULL)
+		assert_non_null(strstr(k->private_pem, "PRIVATE KEY"));
+	out->id++;			/* a count */
+	out->bits = k->private_pem != NULL;
+	out->state = k->state;
+	return 0;
+}
+
+static void
+test_dkim_keys(void **state)
+{
+	char path[256], uri[300];
+	struct dkim_keyrec k, seen;
+	struct store *st;
+	sqlite3 *db;
+
+	(void)state;
+	new_db(path, sizeof(path), uri, sizeof(uri));
+	st = open_uri(uri, key_path);
+	add_company(st, "acme");
+	assert_int_equal(store_domain_add(st, "acme.example", "acme", "alice"),
+	    STORE_OK);
+	memset(&k, 0, sizeof(k));
+	strcpy(k.domain, "ACME.example");
+	strcpy(k.selector, "s1");
+	strcpy(k.algorithm, "ed25519-sha256");
+	strcpy(k.record, "v=DKIM1; k=ed25519; p=AAAA");
+	k.private_pem = xstrdup("-----BEGIN PRIVATE KEY-----\nSECRETBYTES\n"
+	    "-----END PRIVATE KEY-----\n");
+	k.created = 1000;
+	assert_int_equal(store_dkim_add(st, &k, "alice"), STORE_OK);
+	assert_true(k.id > 0);
+	/* the same selector twice, a bad selector, an unknown domain */
+	assert_int_equal(store_dkim_add(st, &k, "alice"), STORE_EXISTS);
+	strcpy(k.selector, "bad selector");
+	assert_int_equal(store_dkim_add(st, &k, "alice"), STORE_INVALID);
+	strcpy(k.selector, "s2");
+	strcpy(k.domain, "other.example");
+	assert_int_equal(store_dkim_add(st, &k, "alice"), STORE_NOTFOUND);
+	dkim_keyrec_clear(&k);
+
+	memset(&seen, 0, sizeof(seen));
+	assert_int_equal(store_dkim_list(st, "acme.example", false,
+	    dkim_count_cb, &seen), STORE_OK);
+	assert_int_equal(seen.id, 1);
+	assert_int_equal(seen.bits, 0);		/* no private key */
+	memset(&seen, 0, sizeof(seen));
+	if (store_dkim_list(st, NULL, true, dkim_count_cb, &seen) != STORE_OK)
+		fail_msg("%s", store_error(st));
+	assert_int_equal(seen.id, 1);
+	assert_int_equal(seen.bits, 1);
+	assert_int_equal(seen.state, DKIMKEY_PENDING);
+
+	memset(&k, 0, sizeof(k));
+	k.id = 1;
+	strcpy(k.selector, "s1");
+	strcpy(k.algorithm, "ed25519-sha256");
+	strcpy(k.record, "v=DKIM1; k=ed25519; p=AAAA");
+	k.state = DKIMKEY_ACTIVE;
+	k.activated_at = k.published_at = 2000;
+	assert_int_equal(store_dkim_update(st, &k, "ombud"), STORE_OK);
+	k.published_at = 3000;
+	assert_int_equal(store_dkim_update(st, &k, "ombud"), STORE_OK);
+	memset(&seen, 0, sizeof(seen));
+	assert_int_equal(store_dkim_list(st, "acme.example", false,
+	    dkim_count_cb, &seen), STORE_OK);
+	assert_int_equal(seen.state, DKIMKEY_ACTIVE);
+
+	/* the check's state */
+	{
+		char *detail = NULL;
+		int64_t broken = -1;
+		struct domain d;
+
+		assert_int_equal(store_domain_set_check(st, "acme.example",
+		    true, true, true, 5000, "{\"ok\":true}"), STORE_OK);
+		assert_int_equal(store_domain_set_check(st, "acme.example",
+		    false, true, true, 6000, "{\"ok\":false}"), STORE_OK);
+		assert_int_equal(store_domain_check_detail(st, "acme.example",
+		    &detail, &broken), STORE_OK);
+		assert_string_equal(detail, "{\"ok\":false}");
+		assert_int_equal(broken, 6000);
+		free(detail);
+		assert_int_equal(store_domain_get(st, "acme.example", &d),
+		    STORE_OK);
+		assert_false(d.spf_ok);
+		assert_true(d.dmarc_ok);
+	}
+	store_close(st);
+
+	db = raw_open(path);
+	/* sealed: the private key's bytes are nowhere in clear */
+	assert_int_equal(raw_int(db, "SELECT count(*) FROM dkim_keys WHERE "
+	    "instr(private_key, 'SECRETBYTES') > 0"), 0);
+	/* one audited state change (the second update changed no state) */
+	assert_int_equal(raw_int(db, "SELECT count(*) FROM audit WHERE "
+	    "action = 'dkim.state'"), 1);
+	assert_int_equal(raw_int(db, "SELECT count(*) FROM audit WHERE "
+	    "action = 'domain.check'"), 2);
+	sqlite3_close(db);
+
+	st = open_uri(uri, key_path);
+	assert_int_equal(store_domain_remove(st, "acme.example", "alice"),
+	    STORE_OK);
+	store_close(st);
+	db = raw_open(path);
+	assert_int_equal(raw_int(db, "SELECT count(*) FROM dkim_keys"), 0);
+	sqlite3_close(db);
+}
+
 int
 main(void)
 {
@@ -1318,6 +1435,7 @@ main(void)
 		cmocka_unit_test(test_secrets_at_rest),
 		cmocka_unit_test(test_validation),
 		cmocka_unit_test(test_version),
+		cmocka_unit_test(test_dkim_keys),
 	};
 
 	return cmocka_run_group_tests(tests, setup, tmpdir_remove);
