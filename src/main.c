@@ -29,6 +29,8 @@ static const struct {
 					"credentials" },
 	{ "secret-key",	cli_secret_key,	"generate the key that encrypts "
 					"stored secrets" },
+	{ "billing",	cli_billing,	"report|usage|close: metered mail "
+					"and monthly invoices" },
 	{ "dkim",	cli_dkim,	"keygen|list|records|verify: DKIM keys "
 					"of the sender domains" },
 };

@@ -17,6 +17,7 @@ int cli_domain(int argc, char **argv);
 int cli_user(int argc, char **argv);
 int cli_credential(int argc, char **argv);
 int cli_secret_key(int argc, char **argv);
+int cli_billing(int argc, char **argv);
 /* `ombud dkim keygen|list|records|verify` (cli_dkim.c) */
 int cli_dkim(int argc, char **argv);
 /* `ombud dkim verify [--json] [--dns HOST:PORT] < message` (argv[0] is

@@ -63,6 +63,8 @@ static const struct {
 	[OPT_ALGORITHM] = { "algorithm", true },
 	[OPT_BITS] = { "bits", true },
 	[OPT_SELECTOR] = { "selector", true },
+	[OPT_MONTH] = { "month", true },
+	[OPT_FORMAT] = { "format", true },
 };
 
 static const char *const cli_tls_names[] = {

@@ -49,6 +49,8 @@ enum cli_opt {
 	OPT_ALGORITHM,
 	OPT_BITS,
 	OPT_SELECTOR,
+	OPT_MONTH,
+	OPT_FORMAT,
 	OPT__COUNT
 };
 #define OPTB(o)		(1u << (o))

@@ -43,8 +43,12 @@ enum ktype { K_STR, K_U64, K_SIZE, K_DURATION, K_BOOL, K_LOGFMT, K_LOGLVL,
 	K_SECRET,	/* path of a file; the field gets its content */
 	K_DATE,		/* int64 unix seconds: YYYY-MM-DD (00:00 UTC) or
 			   YYYY-MM-DDTHH:MM:SSZ; "never" = 0 */
+	K_MONTH,	/* uint64 YYYYMM from "YYYY-MM" */
+	K_PRICE,	/* uint64 thousandths from a decimal "1.2" */
+	K_FEERULE,	/* enum billing_fee_rule */
+	K_TZ,		/* a time zone: tzdata name or POSIX TZ rule */
 };
-enum ksect { S_GLOBAL, S_LISTENER, S_ROUTE };
+enum ksect { S_GLOBAL, S_LISTENER, S_ROUTE, S_PLAN };
 
 struct kdef {
 	enum ksect	 sect;
@@ -62,6 +66,8 @@ struct kdef {
 	{ S_LISTENER, k, t, offsetof(struct conf_listener, f), d, doc, 0, 0 }
 #define R(k, t, f, d, lo, hi, doc) \
 	{ S_ROUTE, k, t, offsetof(struct conf_route, f), d, doc, lo, hi }
+#define P(k, t, f, d, lo, hi, doc) \
+	{ S_PLAN, k, t, offsetof(struct conf_plan, f), d, doc, lo, hi }
 
 static const struct kdef keys[] = {
 	G("hostname", K_STR, hostname, NULL, 0, 0,
@@ -182,6 +188,25 @@ static const struct kdef keys[] = {
 	G("choice_required_from", K_DATE, choice_required_from, "never", 0,
 	  0, "From this date (YYYY-MM-DD, UTC), companies without a route "
 	  "choice cannot submit mail (5.7.1 at RCPT)."),
+	G("metering", K_BOOL, metering, "yes", 0, 0,
+	  "Count every recipient accepted for delivery on a platform route "
+	  "(platform-relay, platform-smarthost) for its company's bill; "
+	  "no = count nothing (benchmarks)."),
+	G("billing_timezone", K_TZ, billing_timezone, "Europe/Stockholm", 0,
+	  0, "Time zone of the billing day and month (a tzdata name, or a "
+	  "POSIX TZ rule such as CET-1CEST,M3.5.0,M10.5.0/3); needs a "
+	  "restart."),
+	G("billing_fixed_fee", K_FEERULE, billing_fixed_fee, "any-day", 0,
+	  0, "any-day: a plan's whole fixed fee for each month in which the "
+	  "company was on a platform route on any day; pro-rata: the fee "
+	  "times such days over the days of the month."),
+	G("billing_close_after", K_DURATION, billing_close_after, "1d", 0,
+	  90 * DAY, "How long after a month's end (local midnight) its "
+	  "invoices are closed: a report then stores them for good."),
+	G("bulk_sender_threshold", K_U64, bulk_sender_threshold, "5000", 1,
+	  UINT64_C(1000000000), "Emails a day from one sender domain to "
+	  "Gmail (gmail.com, googlemail.com) at which `ombud billing "
+	  "usage` flags the domain as a bulk sender."),
 	L("address", K_STR, address, NULL,
 	  "host:port or [ipv6]:port to listen on (required)."),
 	L("tls", K_TLS, tls, "none",
@@ -231,10 +256,25 @@ static const struct kdef keys[] = {
 	R("max_connections", K_U64, max_connections, "0", 0, 1000,
 	  "Concurrent connections to this smart host; 0 = "
 	  "dest_max_connections."),
+	P("fixed_fee", K_U64, fixed_fee, "0", 0, UINT64_C(1) << 40,
+	  "Fixed fee per month in minor units of the currency (50000 = "
+	  "500.00 SEK)."),
+	P("included", K_U64, included, "0", 0, UINT64_C(1) << 40,
+	  "Emails a month included in the fixed fee."),
+	P("extra_price", K_PRICE, extra_price, "0", 0, UINT64_C(1) << 40,
+	  "Price of each email beyond the included ones, in minor units "
+	  "with at most three decimals (1.2 = 1.2 ore), kept exact."),
+	P("currency", K_STR, currency, "SEK", 0, 0,
+	  "ISO 4217 code of the currency (three capital letters); amounts "
+	  "are shown with two decimals."),
+	P("from", K_MONTH, from, "1970-01", 0, 0,
+	  "First month (YYYY-MM) this plan is in force; it applies until the "
+	  "plan with the next later from."),
 };
 
 static bool listener_name_ok(const char *name, const char **why);
 static bool route_name_ok(const char *name, const char **why);
+static bool plan_name_ok(const char *name, const char **why);
 
 /* Where the blocks of each section kind live in struct conf. */
 struct sdef {
@@ -258,6 +298,10 @@ static const struct sdef sects[] = {	/* indexed by enum ksect */
 	    offsetof(struct conf, nroutes), sizeof(struct conf_route),
 	    CONF_MAX_ROUTES, offsetof(struct conf_route, name),
 	    offsetof(struct conf_route, line), route_name_ok },
+	[S_PLAN] = { "plan", offsetof(struct conf, plans),
+	    offsetof(struct conf, nplans), sizeof(struct conf_plan),
+	    CONF_MAX_PLANS, offsetof(struct conf_plan, name),
+	    offsetof(struct conf_plan, line), plan_name_ok },
 };
 
 #define SECT_NAME_MAX	64
@@ -265,6 +309,8 @@ _Static_assert(sizeof(((struct conf_listener *)0)->name) == SECT_NAME_MAX,
     "listener name size");
 _Static_assert(sizeof(((struct conf_route *)0)->name) == SECT_NAME_MAX,
     "route name size");
+_Static_assert(sizeof(((struct conf_plan *)0)->name) == SECT_NAME_MAX,
+    "plan name size");
 
 static const char *const rtls_names[] = { "none", "opportunistic",
     "required", "verify", "implicit" };
@@ -513,8 +559,9 @@ listener_name_ok(const char *name, const char **why)
 	return name[0] != '\0' && strlen(name) < SECT_NAME_MAX;
 }
 
+/* 1 to 63 of A-Z a-z 0-9 _ . - (route and plan names) */
 static bool
-route_name_ok(const char *name, const char **why)
+token_name_ok(const char *name, const char **why)
 {
 	size_t n = strlen(name);
 
@@ -524,8 +571,22 @@ route_name_ok(const char *name, const char **why)
 	for (size_t i = 0; i < n; i++)
 		if (!is_alnum(name[i]) && strchr("_.-", name[i]) == NULL)
 			return false;
+	return true;
+}
+
+static bool
+route_name_ok(const char *name, const char **why)
+{
+	if (!token_name_ok(name, why))
+		return false;
 	*why = "mx is reserved (default_route = mx: MX delivery)";
 	return strcmp(name, "mx") != 0;
+}
+
+static bool
+plan_name_ok(const char *name, const char **why)
+{
+	return token_name_ok(name, why);
 }
 
 /* LDH labels of 1..63, 253 in all, the last one not all digits. */
@@ -754,6 +815,35 @@ fail:
 	return -1;
 }
 
+/* NULL if v names a time zone this system knows, else why not: a tzdata
+ * name (a file under $TZDIR or /usr/share/zoneinfo; glibc would fall
+ * back to UTC without a word for a missing one) or a POSIX TZ rule
+ * ("CET-1CEST,M3.5.0,M10.5.0/3": letters, then an offset). */
+static const char *
+tz_problem(const char *v)
+{
+	const char *dir = getenv("TZDIR");
+	char path[4096];
+	struct stat st;
+	size_t n = 0;
+
+	if (strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789_+-/.,:<>") != strlen(v) || strstr(v, "..") != NULL ||
+	    v[0] == '/' || v[0] == ':')
+		return "is not a time zone name (e.g. Europe/Stockholm)";
+	while ((v[n] >= 'A' && v[n] <= 'Z') || (v[n] >= 'a' && v[n] <= 'z'))
+		n++;
+	if (n >= 3 && (v[n] == '+' || v[n] == '-' || (v[n] >= '0' &&
+	    v[n] <= '9')) && strchr(v, '/') == strrchr(v, '/'))
+		return NULL;	/* a POSIX rule */
+	snprintf(path, sizeof(path), "%s/%s", dir && dir[0] ? dir :
+	    "/usr/share/zoneinfo", v);
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+		return "is not a time zone known to this system (no tzdata "
+		    "file; install tzdata or give a POSIX TZ rule)";
+	return NULL;
+}
+
 /* Checks a text value of type k->type; *out gets what the field holds. */
 static int
 str_value(const struct kdef *k, const char *v, char **out, char *why,
@@ -793,6 +883,9 @@ str_value(const struct kdef *k, const char *v, char **out, char *why,
 		break;
 	case K_SECRET:
 		return secret_read(v, out, why, whylen);
+	case K_TZ:
+		r = tz_problem(v);
+		break;
 	default:
 		break;
 	}
@@ -810,7 +903,7 @@ ktype_string(enum ktype t)
 {
 	switch (t) {
 	case K_STR: case K_DNS: case K_ROUTEREF: case K_HOST: case K_URL:
-	case K_FILE: case K_SECRET:
+	case K_FILE: case K_SECRET: case K_TZ:
 		return true;
 	default:
 		return false;
@@ -861,6 +954,85 @@ set_rtls(const struct kdef *k, void *field, const char *v, struct perr *pe,
 	return perr_set(pe, line, k->key, "'%s' is not %s%s", v, list,
 	    k->max < RTLS_IMPLICIT && strcmp(v, "implicit") == 0 ?
 	    " (implicit TLS is for a [route])" : "");
+}
+
+/* "YYYY-MM" as YYYYMM. */
+static int
+parse_month(const char *v, uint64_t *out)
+{
+	unsigned y, m;
+	char tail;
+
+	if (strlen(v) != 7 || v[4] != '-' || sscanf(v, "%4u-%2u%c", &y, &m,
+	    &tail) != 2 || y < 1970 || y > 9999 || m < 1 || m > 12)
+		return -1;
+	for (int i = 0; i < 7; i++)
+		if (i != 4 && (v[i] < '0' || v[i] > '9'))
+			return -1;
+	*out = (uint64_t)y * 100 + m;
+	return 0;
+}
+
+/* A decimal with at most three decimals, in thousandths: "1.2" = 1200. */
+static int
+parse_price(const char *v, uint64_t *out)
+{
+	const char *dot = strchr(v, '.');
+	char whole[24];
+	uint64_t n, frac = 0;
+	size_t wl = dot ? (size_t)(dot - v) : strlen(v), fl = 0;
+
+	if (wl == 0 || wl >= sizeof(whole))
+		return -1;
+	memcpy(whole, v, wl);
+	whole[wl] = '\0';
+	if (parse_u64(whole, &n, K_U64) != 0 || n > (UINT64_C(1) << 40))
+		return -1;
+	if (dot != NULL) {
+		for (fl = 0; dot[1 + fl] != '\0'; fl++) {
+			if (fl == 3 || dot[1 + fl] < '0' || dot[1 + fl] > '9')
+				return -1;
+			frac = frac * 10 + (uint64_t)(dot[1 + fl] - '0');
+		}
+		if (fl == 0)
+			return -1;
+	}
+	for (; fl < 3; fl++)
+		frac *= 10;
+	*out = n * 1000 + frac;
+	return 0;
+}
+
+static int
+set_billing_key(const struct kdef *k, void *field, const char *v,
+    struct perr *pe, int line)
+{
+	uint64_t *n = field;
+
+	switch (k->type) {
+	case K_MONTH:
+		if (parse_month(v, n) != 0)
+			return perr_set(pe, line, k->key, "'%s' is not a "
+			    "month (YYYY-MM)", v);
+		return 0;
+	case K_PRICE:
+		if (parse_price(v, n) != 0)
+			return perr_set(pe, line, k->key, "'%s' is not an "
+			    "amount with at most three decimals (e.g. 1.2)",
+			    v);
+		return 0;
+	case K_FEERULE:
+		if (strcmp(v, "any-day") == 0)
+			*(enum billing_fee_rule *)field = FEE_ANY_DAY;
+		else if (strcmp(v, "pro-rata") == 0)
+			*(enum billing_fee_rule *)field = FEE_PRO_RATA;
+		else
+			return perr_set(pe, line, k->key, "'%s' is not "
+			    "any-day or pro-rata", v);
+		return 0;
+	default:
+		fatalx("conf: not a billing key type");
+	}
 }
 
 /* Set one key in obj (a struct conf, conf_listener or conf_route). */
@@ -944,6 +1116,10 @@ set_key(const struct kdef *k, void *obj, const char *v, struct perr *pe,
 			    "'%s' is not a date (YYYY-MM-DD or "
 			    "YYYY-MM-DDTHH:MM:SSZ, UTC) or never", v);
 		return 0;
+	case K_MONTH:
+	case K_PRICE:
+	case K_FEERULE:
+		return set_billing_key(k, field, v, pe, line);
 	case K_NETS:
 		if (parse_nets(v, (struct conf_listener *)obj) != 0)
 			return perr_set(pe, line, k->key,
@@ -1051,7 +1227,7 @@ section_open(struct conf *c, char *s, int lineno, struct perr *pe,
 	}
 	if (sd == NULL) {
 		perr_set(pe, lineno, NULL, "bad section header (expected "
-		    "[listener NAME] or [route NAME])");
+		    "[listener NAME], [route NAME] or [plan NAME])");
 		return NULL;
 	}
 	name = trim(s + 1 + wl);
@@ -1145,6 +1321,30 @@ check_route(const struct conf_route *r, struct perr *pe)
 	if (r->auth_user == NULL && r->auth_password != NULL)
 		return perr_set(pe, r->line, "auth_user", "route '%s' has "
 		    "auth_password_file but no auth_user", r->name);
+	return 0;
+}
+
+/* A currency code; no two plans in force from the same month. */
+static int
+check_plans(const struct conf *c, struct perr *pe)
+{
+	const struct conf_plan *p;
+
+	for (size_t i = 0; i < c->nplans; i++) {
+		p = &c->plans[i];
+		if (strlen(p->currency) != 3 || strspn(p->currency,
+		    "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 3)
+			return perr_set(pe, p->line, "currency", "plan '%s': "
+			    "'%s' is not a currency code (three capital "
+			    "letters, e.g. SEK)", p->name, p->currency);
+		for (size_t j = 0; j < i; j++)
+			if (c->plans[j].from == p->from)
+				return perr_set(pe, p->line, "from", "plans "
+				    "'%s' and '%s' are both in force from "
+				    "%04u-%02u", c->plans[j].name, p->name,
+				    (unsigned)(p->from / 100),
+				    (unsigned)(p->from % 100));
+	}
 	return 0;
 }
 
@@ -1288,6 +1488,8 @@ conf_parse(const char *name, const char *text, size_t len, char *err,
 	for (size_t i = 0; i < c->nroutes; i++)
 		if (check_route(&c->routes[i], &pe) != 0)
 			goto fail;
+	if (check_plans(c, &pe) != 0)
+		goto fail;
 	if (check_global(c, glines, &pe) != 0)
 		goto fail;
 	return c;
@@ -1363,4 +1565,16 @@ conf_route_find(const struct conf *c, const char *name)
 		if (strcmp(c->routes[i].name, name) == 0)
 			return &c->routes[i];
 	return NULL;
+}
+
+const struct conf_plan *
+conf_plan_for(const struct conf *c, uint64_t month)
+{
+	const struct conf_plan *best = NULL;
+
+	for (size_t i = 0; i < c->nplans; i++)
+		if (c->plans[i].from <= month && (best == NULL ||
+		    c->plans[i].from > best->from))
+			best = &c->plans[i];
+	return best;
 }

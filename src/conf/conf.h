@@ -60,6 +60,30 @@ struct conf_route {
 	int			line;		/* of the [route] line */
 };
 
+/* Metering and billing (docs/ARCHITECTURE.md, "Metering and billing"). */
+enum billing_fee_rule {
+	FEE_ANY_DAY = 0,	/* the whole fixed fee for a month with any
+				   day on a platform route */
+	FEE_PRO_RATA,		/* fixed fee * platform days / days */
+};
+
+#define CONF_MAX_PLANS		32
+
+/* A "[plan NAME]" section: the price list in force from month `from`
+ * (until the plan with the next later `from`).  Money is in the
+ * currency's minor unit (ore for SEK). */
+struct conf_plan {
+	char			name[64];
+	uint64_t		fixed_fee;	/* minor units per month */
+	uint64_t		included;	/* emails in the fixed fee */
+	uint64_t		extra_price;	/* per extra email, in
+						   thousandths of a minor
+						   unit (1.2 ore = 1200) */
+	char			*currency;	/* ISO 4217, e.g. SEK */
+	uint64_t		from;		/* YYYYMM, e.g. 202610 */
+	int			line;		/* of the [plan] line */
+};
+
 struct conf_listener {
 	char			name[64];
 	char			*address;	/* "host:port", "[v6]:port" */
@@ -128,6 +152,14 @@ struct conf {
 	struct conf_route	routes[CONF_MAX_ROUTES];
 	size_t			nlisteners;
 	struct conf_listener	listeners[CONF_MAX_LISTENERS];
+	/* metering and billing */
+	bool			metering;
+	char			*billing_timezone;
+	enum billing_fee_rule	billing_fixed_fee;
+	uint64_t		billing_close_after;	/* seconds */
+	uint64_t		bulk_sender_threshold;	/* a day, to Gmail */
+	size_t			nplans;
+	struct conf_plan	plans[CONF_MAX_PLANS];
 };
 
 /*
@@ -143,9 +175,14 @@ void conf_free(struct conf *c);
 const struct conf_route *conf_route_find(const struct conf *c,
     const char *name);
 
+/* The [plan] in force in month (YYYYMM): the one with the latest
+ * `from` not after it; NULL if none. */
+const struct conf_plan *conf_plan_for(const struct conf *c, uint64_t month);
+
 /* Documentation table, for `ombud config keys` and the docs test. */
 struct conf_keydoc {
-	const char	*section;	/* "global", "listener" or "route" */
+	const char	*section;	/* "global", "listener", "route" or
+					   "plan" */
 	const char	*key;
 	const char	*def;		/* default as text, NULL = none */
 	const char	*doc;

@@ -1522,9 +1522,7 @@ delivery_route(struct delivery *d, const char **route, const char **kind,
 	if (co == NULL)
 		return 0;
 	/* a user with settings of their own, by the envelope sender */
-	tu = tenants_user(s->tenants, co, d->env.mail_from);
-	rk = tu && tu->u.route != USER_ROUTE_COMPANY ? tu->u.route :
-	    co->route;
+	rk = tenants_route(s->tenants, co, d->env.mail_from, &tu);
 	switch (rk) {
 	case ROUTE_OWN_SERVER:
 		if (tu && tu->u.route == ROUTE_OWN_SERVER) {

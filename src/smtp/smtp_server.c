@@ -15,6 +15,8 @@
  * exit on SIGTERM before the spool's pending commits completed.
  */
 #include "smtp/smtp_server.h"
+#include "billing/billing.h"
+#include "billing/meter.h"
 #include "ctl/control.h"
 #include "mta/scheduler.h"
 #include "store/store.h"
@@ -498,6 +500,13 @@ server_run(const char *conf_path, const char *log_format_override)
 		srv.log_format = lf;
 	}
 	log_init(c->log_format, c->log_level);
+	/* before any thread: the process's zone is set once (billing.h) */
+	if (billing_tz_init(c->billing_timezone) != 0) {
+		log_warnx("billing_timezone '%s' does not load",
+		    c->billing_timezone);
+		conf_free(c);
+		return 1;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	if (evthread_use_pthreads() != 0)
 		fatalx("libevent without pthreads support");
@@ -537,6 +546,14 @@ server_run(const char *conf_path, const char *log_format_override)
 	}
 	if (server_store_open(&srv, c) != 0)
 		goto out;
+	/* every queued message is counted before any is delivered */
+	if ((srv.meter = meter_new(srv.base, c, srv.sched, err,
+	    sizeof(err))) == NULL) {
+		log_warnx("%s", err);
+		goto out;
+	}
+	if (meter_recover(srv.meter, srv.spool, srv.tenants) != 0)
+		goto out;
 	if (scheduler_rebuild(srv.sched) != 0)
 		log_warn("scheduler: rebuilding from the spool");
 	srv.workq = workq_new(srv.base, (int)c->auth_workers);
@@ -566,6 +583,7 @@ out:
 		control_stop(srv.control);
 	if (srv.workq)
 		workq_free(srv.workq);
+	meter_free(srv.meter);		/* enqueues: before the scheduler */
 	scheduler_free(srv.sched);	/* before the spool it uses */
 	if (srv.ev_tenants)
 		event_free(srv.ev_tenants);

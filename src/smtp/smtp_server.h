@@ -24,6 +24,7 @@ struct event;
 struct spool;
 struct workq;
 struct credentials;
+struct meter;
 struct session;
 struct scheduler;
 struct store;
@@ -51,6 +52,7 @@ struct server {
 	struct srv_conf		*cfg;		/* current */
 	struct spool		*spool;
 	struct scheduler	*sched;		/* delivery */
+	struct meter		*meter;		/* counts for the bill */
 	struct store		*store;		/* tenant database */
 	struct tenants		*tenants;	/* its current snapshot */
 	uint64_t		 store_version;

@@ -28,6 +28,7 @@
 #include "queue/queue_id.h"
 #include "queue/spool.h"
 #include "mta/scheduler.h"
+#include "billing/meter.h"
 #include "table/credentials.h"
 #include "tls/tls.h"
 #include "common/log.h"
@@ -740,7 +741,8 @@ session_commit_result(struct session *s, int err)
 		session_reply(s, "250 2.0.0 Ok: queued as %s", s->env.id);
 		s->naccepted++;
 		s->srv->accepted++;
-		scheduler_enqueue(s->srv->sched, s->env.id, s->env.created);
+		/* counted for the bill, then delivered */
+		meter_accept(s->srv->meter, s->srv->tenants, &s->env);
 	} else {
 		log_event(LOG_LVL_WARN, "smtp.store_failed", "qid", s->env.id,
 		    "peer", s->peer, "error", strerror(err), NULL);

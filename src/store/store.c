@@ -695,6 +695,101 @@ store_version(struct store *st)
 	return st->ops->version(st);
 }
 
+/* ---- metering and billing ---------------------------------------------- */
+
+/* YYYYMMDD / YYYYMM with a real month and day; callers compute them, so
+ * a bad one is a bug caught before SQL. */
+static bool
+store_day_ok(int32_t day)
+{
+	return day >= 19700101 && day <= 99991231 && day / 100 % 100 >= 1 &&
+	    day / 100 % 100 <= 12 && day % 100 >= 1 && day % 100 <= 31;
+}
+
+static bool
+store_month_ok(int32_t month)
+{
+	return store_day_ok(month * 100 + 1);
+}
+
+int
+store_meter_add(struct store *st, const struct meter_rec *r, size_t n,
+    size_t *added, size_t *late)
+{
+	*added = *late = 0;
+	for (size_t i = 0; i < n; i++)
+		if (r[i].qid[0] == '\0' || !store_id_ok(r[i].company) ||
+		    !store_day_ok(r[i].day) || r[i].gmail > r[i].emails)
+			return store_fail(st, STORE_INVALID, "meter record "
+			    "%zu (%s) is malformed", i, r[i].qid);
+	return n == 0 ? STORE_OK : st->ops->meter_add(st, r, n, added, late);
+}
+
+int
+store_usage_list(struct store *st, const char *company, int32_t from,
+    int32_t to, bool gmail, store_usage_fn fn, void *arg)
+{
+	int rc = store_check_filter(st, company);
+
+	if (rc == STORE_OK && (!store_day_ok(from) || !store_day_ok(to)))
+		rc = store_fail(st, STORE_INVALID, "bad day range");
+	return rc != STORE_OK ? rc : st->ops->usage_list(st, company, from,
+	    to, gmail, fn, arg);
+}
+
+int
+store_route_history(struct store *st, const char *company,
+    store_route_fn fn, void *arg)
+{
+	int rc = store_check_id(st, "company", company);
+
+	return rc != STORE_OK ? rc : st->ops->route_history(st, company, fn,
+	    arg);
+}
+
+int
+store_invoice_close(struct store *st, int32_t month,
+    const struct invoice *lines, size_t n)
+{
+	if (!store_month_ok(month))
+		return store_fail(st, STORE_INVALID, "bad month %d",
+		    (int)month);
+	for (size_t i = 0; i < n; i++)
+		if (lines[i].month != month || !store_id_ok(lines[i].company))
+			return store_fail(st, STORE_INVALID, "invoice line "
+			    "%zu is not one of month %d", i, (int)month);
+	return st->ops->invoice_close(st, month, lines, n);
+}
+
+int
+store_month_closed(struct store *st, int32_t month, int64_t *closed_at)
+{
+	*closed_at = 0;
+	if (!store_month_ok(month))
+		return store_fail(st, STORE_INVALID, "bad month %d",
+		    (int)month);
+	return st->ops->month_closed(st, month, closed_at);
+}
+
+int
+store_invoice_list(struct store *st, int32_t month, const char *company,
+    store_invoice_fn fn, void *arg)
+{
+	int rc = store_check_filter(st, company);
+
+	if (rc == STORE_OK && !store_month_ok(month))
+		rc = store_fail(st, STORE_INVALID, "bad month %d",
+		    (int)month);
+	return rc != STORE_OK ? rc : st->ops->invoice_list(st, month,
+	    company, fn, arg);
+}
+
+int
+store_durable(struct store *st)
+{
+	return st->ops->durable(st);
+}
+
 /* ---- companies --------------------------------------------------------- */
 
 int

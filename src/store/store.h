@@ -154,6 +154,83 @@ const char *store_error(const struct store *st);
  * server can refresh its in-memory view cheaply. */
 uint64_t store_version(struct store *st);
 
+/*
+ * Metering and billing (src/billing/; docs/ARCHITECTURE.md, "Metering
+ * and billing").  Usage is counted per company and local day (and, for
+ * mail to Gmail, per sender domain), once per queue id: the ids already
+ * counted are kept until their month is closed, so counting the same
+ * message again (a restart's re-scan of the spool) changes nothing.  A
+ * closed month has its invoice lines stored for good; usage for a
+ * closed month is no longer added.
+ */
+#define STORE_QID_MAX		31
+
+/* The billable recipients of one accepted message. */
+struct meter_rec {
+	char		qid[STORE_QID_MAX + 1];
+	char		company[STORE_ID_MAX + 1];
+	int32_t		day;			/* YYYYMMDD, local */
+	char		sender_domain[STORE_HOST_MAX + 1]; /* lower case */
+	uint32_t	emails;			/* recipients counted */
+	uint32_t	gmail;			/* of them to Gmail */
+};
+
+/* A day's count: the company's total (sender_domain "") or its Gmail
+ * recipients from one sender domain. */
+struct usage_day {
+	char		company[STORE_ID_MAX + 1];
+	int32_t		day;			/* YYYYMMDD */
+	char		sender_domain[STORE_HOST_MAX + 1];
+	uint64_t	emails;
+};
+
+/* One closed invoice line (amounts in the currency's minor unit). */
+struct invoice {
+	char			company[STORE_ID_MAX + 1];
+	int32_t			month;		/* YYYYMM */
+	enum route_kind		route;		/* at the month's end */
+	char			plan[64];	/* "" = none in force */
+	char			currency[4];
+	uint64_t		emails, included, extra;
+	uint64_t		fixed_fee, extra_fee, total;
+	int			platform_days, days_in_month;
+	enum billing_fee_rule	fee_rule;
+	int64_t			closed_at;	/* 0: not closed (computed) */
+};
+
+typedef int (*store_usage_fn)(void *arg, const struct usage_day *u);
+typedef int (*store_route_fn)(void *arg, int64_t at, enum route_kind route);
+typedef int (*store_invoice_fn)(void *arg, const struct invoice *inv);
+
+/*
+ * In one transaction: every rec whose qid was never counted is
+ * remembered and added to its company's day (and gmail to the sender
+ * domain's Gmail day); a known qid is skipped; a rec of a closed month is
+ * skipped and counted in *late.  *added gets the recs counted.
+ */
+int store_meter_add(struct store *st, const struct meter_rec *r, size_t n,
+    size_t *added, size_t *late);
+/* Days from..to (YYYYMMDD, inclusive) of company (NULL: all), by company
+ * and day: the totals, or with gmail the Gmail counts per sender domain. */
+int store_usage_list(struct store *st, const char *company, int32_t from,
+    int32_t to, bool gmail, store_usage_fn fn, void *arg);
+/* The company's route changes, oldest first (from the audit log:
+ * company.add and route.set). */
+int store_route_history(struct store *st, const char *company,
+    store_route_fn fn, void *arg);
+/* Close month: its lines (closed_at set by the call), the month marked
+ * closed and its counted queue ids forgotten, in one transaction.
+ * STORE_EXISTS if it was closed already (nothing written). */
+int store_invoice_close(struct store *st, int32_t month,
+    const struct invoice *lines, size_t n);
+/* When month was closed (0: open). */
+int store_month_closed(struct store *st, int32_t month, int64_t *closed_at);
+int store_invoice_list(struct store *st, int32_t month, const char *company,
+    store_invoice_fn fn, void *arg);	/* company NULL: all */
+/* From now on each commit of this handle is on disk when it returns
+ * (SQLite: synchronous = FULL), not only at checkpoints: the meter's. */
+int store_durable(struct store *st);
+
 /* Wipe and free the secrets inside. */
 void smtp_settings_clear(struct smtp_settings *s);
 void audit_entry_clear(struct audit_entry *a);

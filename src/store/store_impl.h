@@ -34,6 +34,21 @@ struct store_ops {
 			    size_t errlen);
 	void		 (*close)(struct store *st);
 	uint64_t	 (*version)(struct store *st);
+	/* metering and billing */
+	int (*meter_add)(struct store *st, const struct meter_rec *r,
+	    size_t n, size_t *added, size_t *late);
+	int (*usage_list)(struct store *st, const char *company,
+	    int32_t from, int32_t to, bool gmail, store_usage_fn fn,
+	    void *arg);
+	int (*route_history)(struct store *st, const char *company,
+	    store_route_fn fn, void *arg);
+	int (*invoice_close)(struct store *st, int32_t month,
+	    const struct invoice *lines, size_t n);
+	int (*month_closed)(struct store *st, int32_t month,
+	    int64_t *closed_at);
+	int (*invoice_list)(struct store *st, int32_t month,
+	    const char *company, store_invoice_fn fn, void *arg);
+	int (*durable)(struct store *st);
 
 	int (*company_add)(struct store *st, const struct company *c,
 	    const char *actor, const char *reference);

@@ -163,6 +163,58 @@ static const char *const sq_migrations[] = {
 	"ALTER TABLE domains ADD COLUMN check_detail TEXT NOT NULL DEFAULT '';"
 	"ALTER TABLE domains ADD COLUMN broken_since INTEGER NOT NULL"
 	"  DEFAULT 0;",
+
+	/* 3: metering and billing.  meter_seen: the queue ids counted (the
+	 * key that makes counting idempotent), kept until their month is
+	 * closed; usage_daily and usage_gmail: the counters, updated in the
+	 * same transaction; billing_months and invoices: closed months and
+	 * their lines, never changed afterwards. */
+	"CREATE TABLE meter_seen ("
+	"  qid TEXT PRIMARY KEY NOT NULL,"
+	"  month INTEGER NOT NULL"
+	") STRICT, WITHOUT ROWID;"
+	"CREATE INDEX meter_seen_month ON meter_seen(month);"
+	"CREATE TABLE usage_daily ("
+	"  company TEXT NOT NULL,"
+	"  day INTEGER NOT NULL,"		/* YYYYMMDD, local */
+	"  emails INTEGER NOT NULL,"
+	"  PRIMARY KEY (company, day)"
+	") STRICT, WITHOUT ROWID;"
+	"CREATE INDEX usage_daily_day ON usage_daily(day);"
+	"CREATE TABLE usage_gmail ("
+	"  company TEXT NOT NULL,"
+	"  day INTEGER NOT NULL,"
+	"  sender_domain TEXT NOT NULL,"
+	"  emails INTEGER NOT NULL,"
+	"  PRIMARY KEY (company, day, sender_domain)"
+	") STRICT, WITHOUT ROWID;"
+	"CREATE TABLE billing_months ("
+	"  month INTEGER PRIMARY KEY,"		/* YYYYMM */
+	"  closed_at INTEGER NOT NULL"
+	") STRICT;"
+	"CREATE TABLE invoices ("
+	"  month INTEGER NOT NULL REFERENCES billing_months(month),"
+	"  company TEXT NOT NULL,"
+	"  route TEXT NOT NULL,"
+	"  plan TEXT NOT NULL,"
+	"  currency TEXT NOT NULL,"
+	"  emails INTEGER NOT NULL,"
+	"  included INTEGER NOT NULL,"
+	"  extra INTEGER NOT NULL,"
+	"  fixed_fee INTEGER NOT NULL,"
+	"  extra_fee INTEGER NOT NULL,"
+	"  total INTEGER NOT NULL,"
+	"  platform_days INTEGER NOT NULL,"
+	"  days_in_month INTEGER NOT NULL,"
+	"  fee_rule TEXT NOT NULL CHECK (fee_rule IN ('any-day',"
+	"    'pro-rata')),"
+	"  closed_at INTEGER NOT NULL,"
+	"  PRIMARY KEY (month, company)"
+	") STRICT;"
+	"CREATE TRIGGER invoices_no_update BEFORE UPDATE ON invoices BEGIN"
+	"  SELECT RAISE(ABORT, 'closed invoices never change'); END;"
+	"CREATE TRIGGER invoices_no_delete BEFORE DELETE ON invoices BEGIN"
+	"  SELECT RAISE(ABORT, 'closed invoices never change'); END;",
 };
 
 #define SQ_SMTP_COLS(p) \
@@ -1004,6 +1056,367 @@ sq_version(struct store *st)
 		    sqlite3_errmsg(q->db));
 	sqlite3_reset(q->data_version);
 	return (dv << 32) + q->commits;
+}
+
+/* ---- metering and billing ---------------------------------------------- */
+
+/* The end of a loop over rows: r, the last sqlite3_step, is a row (the
+ * caller stopped) or done; anything else is the database's error. */
+static int
+sq_rows_end(struct store *st, int r, const char *what)
+{
+	return r == SQLITE_ROW || r == SQLITE_DONE ? STORE_OK :
+	    sq_dberr(st, what);
+}
+
+/* Usage added by one store_meter_add, summed per key before it is
+ * written: a batch of many messages costs one upsert per company and day
+ * (and sender domain), not one per message. */
+#define SQ_METER_KEYS	64
+
+struct sq_delta {
+	const char	*company;
+	int32_t		 day;
+	const char	*domain;		/* NULL: the day's total */
+	uint64_t	 emails;
+};
+
+static int
+sq_meter_flush(struct store *st, struct sq_delta *d, size_t *nd)
+{
+	static const char *const sql[2] = {
+		"INSERT INTO usage_daily (company, day, emails) VALUES "
+		"(?1, ?2, ?4) ON CONFLICT (company, day) DO UPDATE SET "
+		"emails = emails + excluded.emails",
+		"INSERT INTO usage_gmail (company, day, sender_domain, emails) "
+		"VALUES (?1, ?2, ?3, ?4) ON CONFLICT (company, day, "
+		"sender_domain) DO UPDATE SET emails = emails + "
+		"excluded.emails",
+	};
+	sqlite3_stmt *s[2] = { NULL, NULL };
+	int rc = STORE_ERROR;
+
+	if ((s[0] = sq_prep(st, sql[0])) == NULL ||
+	    (s[1] = sq_prep(st, sql[1])) == NULL)
+		goto fail;
+	for (size_t i = 0; i < *nd; i++) {
+		sqlite3_stmt *q = s[d[i].domain != NULL];
+
+		sqlite3_reset(q);
+		sq_bind_text(q, 1, d[i].company);
+		sq_bind_int(q, 2, d[i].day);
+		if (d[i].domain != NULL)
+			sq_bind_text(q, 3, d[i].domain);
+		sq_bind_int(q, 4, (int64_t)d[i].emails);
+		if ((rc = sq_done(st, q, "usage")) != STORE_OK)
+			goto fail;
+	}
+	*nd = 0;
+	rc = STORE_OK;
+fail:
+	sqlite3_finalize(s[0]);
+	sqlite3_finalize(s[1]);
+	return rc;
+}
+
+static int
+sq_meter_delta(struct store *st, struct sq_delta *d, size_t *nd,
+    const char *company, int32_t day, const char *domain, uint64_t n)
+{
+	int rc;
+
+	for (size_t i = 0; i < *nd; i++)
+		if (d[i].day == day && strcmp(d[i].company, company) == 0 &&
+		    (domain == NULL ? d[i].domain == NULL : d[i].domain !=
+		    NULL && strcmp(d[i].domain, domain) == 0)) {
+			d[i].emails += n;
+			return STORE_OK;
+		}
+	if (*nd == SQ_METER_KEYS && (rc = sq_meter_flush(st, d, nd)) !=
+	    STORE_OK)
+		return rc;
+	d[*nd].company = company;
+	d[*nd].day = day;
+	d[*nd].domain = domain;
+	d[*nd].emails = n;
+	(*nd)++;
+	return STORE_OK;
+}
+
+static int
+sq_meter_add(struct store *st, const struct meter_rec *r, size_t n,
+    size_t *added, size_t *late)
+{
+	struct sq_delta d[SQ_METER_KEYS];
+	sqlite3_stmt *seen = NULL, *closed = NULL;
+	int32_t month, cmonth = 0;
+	bool cclosed = false;
+	size_t nd = 0, nadded = 0, nlate = 0;
+	int rc;
+
+	if ((rc = sq_begin(st)) != STORE_OK)
+		goto fail;
+	rc = STORE_ERROR;
+	if ((seen = sq_prep(st, "INSERT INTO meter_seen (qid, month) VALUES "
+	    "(?1, ?2) ON CONFLICT (qid) DO NOTHING")) == NULL ||
+	    (closed = sq_prep(st, "SELECT 1 FROM billing_months WHERE "
+	    "month = ?1")) == NULL)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		month = r[i].day / 100;
+		if (month != cmonth) {
+			sqlite3_reset(closed);
+			sq_bind_int(closed, 1, month);
+			if ((rc = sqlite3_step(closed)) != SQLITE_ROW &&
+			    rc != SQLITE_DONE) {
+				rc = sq_dberr(st, "billing_months");
+				goto fail;
+			}
+			cclosed = rc == SQLITE_ROW;
+			cmonth = month;
+		}
+		if (cclosed) {
+			nlate++;
+			continue;
+		}
+		sqlite3_reset(seen);
+		sq_bind_text(seen, 1, r[i].qid);
+		sq_bind_int(seen, 2, month);
+		if ((rc = sq_done(st, seen, "meter_seen")) != STORE_OK)
+			goto fail;
+		if (sqlite3_changes(SQ(st)->db) == 0)
+			continue;		/* counted before */
+		nadded++;
+		if ((rc = sq_meter_delta(st, d, &nd, r[i].company, r[i].day,
+		    NULL, r[i].emails)) != STORE_OK || (r[i].gmail > 0 &&
+		    (rc = sq_meter_delta(st, d, &nd, r[i].company, r[i].day,
+		    r[i].sender_domain, r[i].gmail)) != STORE_OK))
+			goto fail;
+	}
+	if ((rc = sq_meter_flush(st, d, &nd)) != STORE_OK ||
+	    (rc = sq_commit(st)) != STORE_OK)
+		goto fail;
+	*added = nadded;
+	*late = nlate;
+fail:
+	sqlite3_finalize(seen);
+	sqlite3_finalize(closed);
+	return sq_end(st, rc);
+}
+
+static int
+sq_usage_list(struct store *st, const char *company, int32_t from,
+    int32_t to, bool gmail, store_usage_fn fn, void *arg)
+{
+	sqlite3_stmt *s;
+	struct usage_day u;
+	int rc = STORE_ERROR, r;
+
+	s = sq_prep(st, gmail ? "SELECT company, day, sender_domain, emails "
+	    "FROM usage_gmail WHERE day BETWEEN ?1 AND ?2 AND (?3 IS NULL OR "
+	    "company = ?3) ORDER BY company, day, sender_domain" :
+	    "SELECT company, day, '', emails FROM usage_daily WHERE day "
+	    "BETWEEN ?1 AND ?2 AND (?3 IS NULL OR company = ?3) ORDER BY "
+	    "company, day");
+	if (s == NULL)
+		goto fail;
+	sq_bind_int(s, 1, from);
+	sq_bind_int(s, 2, to);
+	if (company != NULL)
+		sq_bind_text(s, 3, company);
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		memset(&u, 0, sizeof(u));
+		if (!sq_col_text(s, 0, u.company, sizeof(u.company)) ||
+		    !sq_col_text(s, 2, u.sender_domain,
+		    sizeof(u.sender_domain))) {
+			rc = store_fail(st, STORE_ERROR, "usage: a value is "
+			    "too long");
+			goto fail;
+		}
+		u.day = (int32_t)sqlite3_column_int64(s, 1);
+		u.emails = (uint64_t)sqlite3_column_int64(s, 3);
+		if (fn(arg, &u) != 0)
+			break;
+	}
+	rc = sq_rows_end(st, r, "usage");
+fail:
+	sqlite3_finalize(s);
+	return rc;
+}
+
+static int
+sq_route_history(struct store *st, const char *company, store_route_fn fn,
+    void *arg)
+{
+	sqlite3_stmt *s;
+	enum route_kind k;
+	int rc = STORE_ERROR, r;
+
+	if ((s = sq_prep(st, "SELECT at, json_extract(detail, '$.route') "
+	    "FROM audit WHERE company = ?1 AND action IN ('company.add', "
+	    "'route.set') ORDER BY id")) == NULL)
+		goto fail;
+	sq_bind_text(s, 1, company);
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *rt = sq_col_str(s, 1);
+
+		if (rt == NULL || route_kind_parse(rt, &k) != 0 ||
+		    k == USER_ROUTE_COMPANY) {
+			rc = store_fail(st, STORE_ERROR, "audit: company "
+			    "'%s' has a route change without a route",
+			    company);
+			goto fail;
+		}
+		if (fn(arg, sqlite3_column_int64(s, 0), k) != 0)
+			break;
+	}
+	rc = sq_rows_end(st, r, "audit");
+fail:
+	sqlite3_finalize(s);
+	return rc;
+}
+
+#define SQ_INVOICE_COLS \
+	"month, company, route, plan, currency, emails, included, extra, " \
+	"fixed_fee, extra_fee, total, platform_days, days_in_month, " \
+	"fee_rule, closed_at"
+
+static int
+sq_invoice_close(struct store *st, int32_t month, const struct invoice *l,
+    size_t n)
+{
+	const int64_t now = (int64_t)time(NULL);
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	if ((rc = sq_begin(st)) != STORE_OK)
+		goto fail;
+	rc = STORE_ERROR;
+	if ((s = sq_prep(st, "INSERT INTO billing_months (month, closed_at) "
+	    "VALUES (?1, ?2)")) == NULL)
+		goto fail;
+	sq_bind_int(s, 1, month);
+	sq_bind_int(s, 2, now);
+	if ((rc = sq_done(st, s, "billing_months")) != STORE_OK) {
+		if (rc == STORE_EXISTS)
+			store_fail(st, rc, "month %d is closed already",
+			    (int)month);
+		goto fail;
+	}
+	sqlite3_finalize(s);
+	if ((s = sq_prep(st, "INSERT INTO invoices (" SQ_INVOICE_COLS ") "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
+	    "?14, ?15)")) == NULL) {
+		rc = STORE_ERROR;
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_reset(s);
+		sq_bind_int(s, 1, month);
+		sq_bind_text(s, 2, l[i].company);
+		sq_bind_text(s, 3, route_kind_name(l[i].route));
+		sq_bind_text(s, 4, l[i].plan);
+		sq_bind_text(s, 5, l[i].currency);
+		sq_bind_int(s, 6, (int64_t)l[i].emails);
+		sq_bind_int(s, 7, (int64_t)l[i].included);
+		sq_bind_int(s, 8, (int64_t)l[i].extra);
+		sq_bind_int(s, 9, (int64_t)l[i].fixed_fee);
+		sq_bind_int(s, 10, (int64_t)l[i].extra_fee);
+		sq_bind_int(s, 11, (int64_t)l[i].total);
+		sq_bind_int(s, 12, l[i].platform_days);
+		sq_bind_int(s, 13, l[i].days_in_month);
+		sq_bind_text(s, 14, l[i].fee_rule == FEE_PRO_RATA ?
+		    "pro-rata" : "any-day");
+		sq_bind_int(s, 15, now);
+		if ((rc = sq_done(st, s, "invoices")) != STORE_OK)
+			goto fail;
+	}
+	sqlite3_finalize(s);
+	/* the month's usage can no longer change: its keys can go */
+	if ((s = sq_prep(st, "DELETE FROM meter_seen WHERE month = ?1")) ==
+	    NULL) {
+		rc = STORE_ERROR;
+		goto fail;
+	}
+	sq_bind_int(s, 1, month);
+	if ((rc = sq_done(st, s, "meter_seen")) != STORE_OK)
+		goto fail;
+	rc = sq_commit(st);
+fail:
+	sqlite3_finalize(s);
+	return sq_end(st, rc);
+}
+
+static int
+sq_month_closed(struct store *st, int32_t month, int64_t *closed_at)
+{
+	sqlite3_stmt *s;
+	int rc = STORE_ERROR, r;
+
+	if ((s = sq_prep(st, "SELECT closed_at FROM billing_months WHERE "
+	    "month = ?1")) == NULL)
+		return rc;
+	sq_bind_int(s, 1, month);
+	if ((r = sqlite3_step(s)) == SQLITE_ROW)
+		*closed_at = sqlite3_column_int64(s, 0);
+	rc = r == SQLITE_ROW || r == SQLITE_DONE ? STORE_OK :
+	    sq_dberr(st, "billing_months");
+	sqlite3_finalize(s);
+	return rc;
+}
+
+static int
+sq_invoice_list(struct store *st, int32_t month, const char *company,
+    store_invoice_fn fn, void *arg)
+{
+	sqlite3_stmt *s;
+	struct invoice v;
+	int rc = STORE_ERROR, r;
+
+	if ((s = sq_prep(st, "SELECT " SQ_INVOICE_COLS " FROM invoices WHERE "
+	    "month = ?1 AND (?2 IS NULL OR company = ?2) ORDER BY "
+	    "company")) == NULL)
+		goto fail;
+	sq_bind_int(s, 1, month);
+	if (company != NULL)
+		sq_bind_text(s, 2, company);
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		memset(&v, 0, sizeof(v));
+		v.month = (int32_t)sqlite3_column_int64(s, 0);
+		if (!sq_col_text(s, 1, v.company, sizeof(v.company)) ||
+		    route_kind_parse(sq_col_str(s, 2), &v.route) != 0 ||
+		    !sq_col_text(s, 3, v.plan, sizeof(v.plan)) ||
+		    !sq_col_text(s, 4, v.currency, sizeof(v.currency))) {
+			rc = store_fail(st, STORE_ERROR, "invoice of month "
+			    "%d: a malformed value", (int)month);
+			goto fail;
+		}
+		v.emails = (uint64_t)sqlite3_column_int64(s, 5);
+		v.included = (uint64_t)sqlite3_column_int64(s, 6);
+		v.extra = (uint64_t)sqlite3_column_int64(s, 7);
+		v.fixed_fee = (uint64_t)sqlite3_column_int64(s, 8);
+		v.extra_fee = (uint64_t)sqlite3_column_int64(s, 9);
+		v.total = (uint64_t)sqlite3_column_int64(s, 10);
+		v.platform_days = sqlite3_column_int(s, 11);
+		v.days_in_month = sqlite3_column_int(s, 12);
+		v.fee_rule = strcmp(sq_col_str(s, 13), "pro-rata") == 0 ?
+		    FEE_PRO_RATA : FEE_ANY_DAY;
+		v.closed_at = sqlite3_column_int64(s, 14);
+		if (fn(arg, &v) != 0)
+			break;
+	}
+	rc = sq_rows_end(st, r, "invoices");
+fail:
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* FULL: the WAL is synced at every commit, so a count that committed
+ * survives a power loss too (NORMAL syncs only at checkpoints). */
+static int
+sq_durable(struct store *st)
+{
+	return sq_exec(st, "PRAGMA synchronous = FULL");
 }
 
 /* ---- companies --------------------------------------------------------- */
@@ -1948,6 +2361,13 @@ const struct store_ops store_sqlite_ops = {
 	.open = sq_open,
 	.close = sq_close,
 	.version = sq_version,
+	.meter_add = sq_meter_add,
+	.usage_list = sq_usage_list,
+	.route_history = sq_route_history,
+	.invoice_close = sq_invoice_close,
+	.month_closed = sq_month_closed,
+	.invoice_list = sq_invoice_list,
+	.durable = sq_durable,
 	.company_add = sq_company_add,
 	.company_get = sq_company_get,
 	.company_list = sq_company_list,

@@ -300,3 +300,24 @@ tenant_addr_domain(const char *addr)
 
 	return at && at[1] ? at + 1 : NULL;
 }
+
+enum route_kind
+tenants_route(const struct tenants *t, const struct company *co,
+    const char *mail_from, const struct tenant_user **tu)
+{
+	const struct tenant_user *u;
+
+	*tu = NULL;
+	if (co == NULL)
+		return ROUTE_NONE;
+	u = tenants_user(t, co, mail_from);
+	*tu = u;
+	return u && u->u.route != USER_ROUTE_COMPANY ? u->u.route :
+	    co->route;
+}
+
+bool
+route_is_platform(enum route_kind k)
+{
+	return k == ROUTE_PLATFORM_RELAY || k == ROUTE_PLATFORM_SMARTHOST;
+}

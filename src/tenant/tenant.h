@@ -71,4 +71,19 @@ const struct tenant_user *tenants_user_by_id(const struct tenants *t,
 /* The domain of an address (after the last '@'), or NULL. */
 const char *tenant_addr_domain(const char *addr);
 
+/*
+ * How mail of company co with envelope sender mail_from leaves: the
+ * route of the company's user whose from address is mail_from, when that
+ * user has a route of their own (*tu gets the user, NULL if none), else
+ * the company's choice.  ROUTE_NONE for no company (co NULL: such mail
+ * takes the configuration's default_route).  The one decision shared by
+ * delivery (scheduler) and metering (billing/meter): never USER_ROUTE_COMPANY.
+ */
+enum route_kind tenants_route(const struct tenants *t,
+    const struct company *co, const char *mail_from,
+    const struct tenant_user **tu);
+/* platform-relay or platform-smarthost: the platform's own service,
+ * which is metered and billed. */
+bool route_is_platform(enum route_kind k);
+
 #endif
