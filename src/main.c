@@ -33,6 +33,8 @@ static const struct {
 					"and monthly invoices" },
 	{ "dkim",	cli_dkim,	"keygen|list|records|verify: DKIM keys "
 					"of the sender domains" },
+	{ "spf",	cli_spf,	"check|platform-record: SPF checks and "
+					"the platform's SPF record" },
 };
 
 static int

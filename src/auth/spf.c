@@ -27,6 +27,7 @@
 #include <arpa/inet.h>
 
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,7 @@
 #define SPF_VAL_MAX	512	/* a macro's value before transformers */
 #define SPF_PARTS_MAX	(SPF_VAL_MAX + 1)
 #define SPF_LOCAL_MAX	256
+#define SPF_TRACE_MAX	16384	/* bytes of trace, then "..." */
 
 enum spf_mech {
 	SPF_M_ALL, SPF_M_INCLUDE, SPF_M_A, SPF_M_MX, SPF_M_PTR, SPF_M_IP4,
@@ -96,7 +98,9 @@ struct spf_req {
 	struct dns		*d;
 	struct event		*ev;
 	spf_cb			 cb;
+	spf_info_cb		 icb;	/* instead of cb: with a trace */
 	void			*arg;
+	struct buf		 trace;
 	struct dns_req		*q;
 	enum spf_op		 op;
 	int			 family;
@@ -197,6 +201,7 @@ spf_macro_one(const struct spf_macro_env *env, const char *in, int exp,
 	unsigned long keep = 0;
 	bool rev = false, upper;
 
+	delims[0] = '\0';
 	letter = *p++;
 	upper = isupper((unsigned char)letter) != 0;
 	v = spf_macro_value(env, (char)tolower((unsigned char)letter), exp);
@@ -640,12 +645,104 @@ spf_record_check(const char *txt, char *err, size_t errlen)
 	return 0;
 }
 
+/* -- the platform's record ----------------------------------------------- */
+
+int
+spf_publish(const char *domain, const char *const *mechs, size_t nmech,
+    struct spf_pubrec out[SPF_PUBLISH_RECS], size_t *nout, char *err,
+    size_t errlen)
+{
+	char inc[SPF_NAME_MAX + 32];
+	size_t i = 0, k, len, reserve;
+	int n;
+
+	*nout = 0;
+	if (nmech == 0) {
+		(void)snprintf(err, errlen, "no address to publish");
+		goto fail;
+	}
+	for (k = 0; i < nmech; k++) {
+		struct spf_pubrec *pr = &out[k];
+
+		if (k == SPF_PUBLISH_RECS) {
+			(void)snprintf(err, errlen, "the addresses need more "
+			    "than %d chained records", SPF_PUBLISH_RECS);
+			goto fail;
+		}
+		n = k == 0 ? snprintf(pr->name, sizeof(pr->name), "%s",
+		    domain) : snprintf(pr->name, sizeof(pr->name),
+		    "_spf%zu.%s", k, domain);
+		if (n < 0 || (size_t)n >= sizeof(pr->name)) {
+			(void)snprintf(err, errlen, "%s: name too long",
+			    domain);
+			goto fail;
+		}
+		/* The include of the next record, should one be needed. */
+		n = snprintf(inc, sizeof(inc), " include:_spf%zu.%s", k + 1,
+		    domain);
+		if (n < 0 || (size_t)n >= sizeof(inc))
+			fatalx("spf_publish: include too long");
+		reserve = (size_t)n;
+		len = (size_t)snprintf(pr->txt, sizeof(pr->txt), "v=spf1");
+		for (; i < nmech; i++) {
+			size_t ml = strlen(mechs[i]), rest = 0, j;
+
+			/* Would all the rest fit here, without include? */
+			for (j = i; j < nmech; j++)
+				rest += 1 + strlen(mechs[j]);
+			if (len + rest + 5 <= SPF_PUBLISH_MAX) {
+				for (; i < nmech; i++)
+					len += (size_t)snprintf(pr->txt + len,
+					    sizeof(pr->txt) - len, " %s",
+					    mechs[i]);
+				break;
+			}
+			if (len + 1 + ml + reserve + 5 > SPF_PUBLISH_MAX)
+				break;
+			len += (size_t)snprintf(pr->txt + len,
+			    sizeof(pr->txt) - len, " %s", mechs[i]);
+		}
+		if (i < nmech) {
+			if (len == 6) {
+				(void)snprintf(err, errlen, "mechanism too "
+				    "long: %.64s", mechs[i]);
+				goto fail;
+			}
+			len += (size_t)snprintf(pr->txt + len,
+			    sizeof(pr->txt) - len, "%s", inc);
+		}
+		(void)snprintf(pr->txt + len, sizeof(pr->txt) - len, " -all");
+	}
+	*nout = k;
+	return 0;
+fail:
+	*nout = 0;
+	return -1;
+}
+
 /* -- evaluation ------------------------------------------------------------ */
 
 static void spf_run(struct spf_req *);
 static void spf_resume(struct spf_req *);
 static void spf_exp_step(struct spf_req *);
 static void spf_frame_start(struct spf_req *, const char *, bool, bool);
+
+/* One line of the trace, indented by the include depth. */
+static void __attribute__((format(printf, 2, 3)))
+spf_trace(struct spf_req *r, const char *fmt, ...)
+{
+	char line[640];
+	va_list ap;
+
+	if (r->icb == NULL || r->trace.len > SPF_TRACE_MAX)
+		return;
+	va_start(ap, fmt);
+	(void)vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	buf_printf(&r->trace, "%*s%s\n", 2 * r->depth, "", line);
+	if (r->trace.len > SPF_TRACE_MAX)
+		buf_adds(&r->trace, "...\n");
+}
 
 static void
 spf_finish(struct spf_req *r, enum spf_result res, const char *reason)
@@ -655,6 +752,7 @@ spf_finish(struct spf_req *r, enum spf_result res, const char *reason)
 	r->done = true;
 	r->res = res;
 	(void)snprintf(r->reason, sizeof(r->reason), "%s", reason);
+	spf_trace(r, "=> %s: %s", spf_result_str(res), reason);
 	event_active(r->ev, EV_TIMEOUT, 0);
 }
 
@@ -770,6 +868,9 @@ spf_frame_result(struct spf_req *r, enum spf_result res, const char *why)
 		spf_rec_free(&f->rec);
 		r->depth--;
 		f = &r->fr[r->depth];
+		spf_trace(r, "%s: %s, %s", spf_cur(r)->text,
+		    spf_result_str(res), res == SPF_PASS ? "match" :
+		    "no match");
 		if (res != SPF_PASS) {
 			f->cur++;
 			spf_run(r);
@@ -790,6 +891,8 @@ spf_term_done(struct spf_req *r, bool match)
 	struct spf_frame *f = &r->fr[r->depth];
 	char buf[512];
 
+	spf_trace(r, "%s: %s", spf_cur(r)->text, match ? "match" :
+	    "no match");
 	if (!match) {
 		f->cur++;
 		spf_run(r);
@@ -929,14 +1032,37 @@ spf_ptr_cb(void *arg, const struct dns_ptr_result *res)
 	spf_resume(r);
 }
 
+/* The SPF records among TXT records: "v=spf1" then a space or the end
+ * (RFC 7208 4.5).  Returns how many; *rec and *len get the first. */
+static size_t
+spf_select(const struct dns_txt_result *res, const char **rec, size_t *len)
+{
+	size_t i, n = 0;
+
+	*rec = NULL;
+	*len = 0;
+	if (res->status != DNS_OK)
+		return 0;
+	for (i = 0; i < res->ntxt; i++)
+		if (res->len[i] >= 6 &&
+		    strncasecmp(res->txt[i], "v=spf1", 6) == 0 &&
+		    (res->len[i] == 6 || res->txt[i][6] == ' ')) {
+			if (n++ == 0) {
+				*rec = res->txt[i];
+				*len = res->len[i];
+			}
+		}
+	return n;
+}
+
 static void
 spf_txt_cb(void *arg, const struct dns_txt_result *res)
 {
 	struct spf_req *r = arg;
 	struct spf_frame *f = &r->fr[r->depth];
-	const char *rec = NULL;
+	const char *rec;
 	char err[256], buf[512];
-	size_t i, n = 0, reclen = 0;
+	size_t n, reclen;
 
 	r->q = NULL;
 	r->op = SPF_OP_NONE;
@@ -946,18 +1072,11 @@ spf_txt_cb(void *arg, const struct dns_txt_result *res)
 		spf_frame_result(r, SPF_TEMPERROR, buf);
 		return;
 	}
-	if (res->status == DNS_OK)
-		for (i = 0; i < res->ntxt; i++)
-			if (res->len[i] >= 6 &&
-			    strncasecmp(res->txt[i], "v=spf1", 6) == 0 &&
-			    (res->len[i] == 6 || res->txt[i][6] == ' ')) {
-				rec = res->txt[i];
-				reclen = res->len[i];
-				n++;
-			}
+	n = spf_select(res, &rec, &reclen);
 	if (n == 0) {
 		(void)snprintf(buf, sizeof(buf), "no SPF record at %s",
 		    f->domain);
+		spf_trace(r, "%s", buf);
 		spf_frame_result(r, SPF_NONE, buf);
 		return;
 	}
@@ -980,6 +1099,8 @@ spf_txt_cb(void *arg, const struct dns_txt_result *res)
 		spf_frame_result(r, SPF_PERMERROR, buf);
 		return;
 	}
+	spf_trace(r, "%s: \"%.400s%s\"", f->domain, rec,
+	    reclen > 400 ? "..." : "");
 	f->loaded = true;
 	f->cur = 0;
 	spf_run(r);
@@ -1121,6 +1242,7 @@ spf_run(struct spf_req *r)
 				spf_term_done(r, true);
 				return;
 			}
+			spf_trace(r, "%s: no match", t->text);
 			f->cur++;
 			continue;
 		case SPF_M_IP6:
@@ -1130,6 +1252,7 @@ spf_run(struct spf_req *r)
 				spf_term_done(r, true);
 				return;
 			}
+			spf_trace(r, "%s: no match", t->text);
 			f->cur++;
 			continue;
 		default:
@@ -1143,6 +1266,8 @@ spf_run(struct spf_req *r)
 			spf_finish(r, SPF_PERMERROR, buf);
 			return;
 		}
+		spf_trace(r, "%s: DNS lookup %d, %s", t->text, r->lookups,
+		    r->target);
 		switch (t->mech) {
 		case SPF_M_INCLUDE:
 			if (r->depth + 1 >= SPF_MAX_DEPTH) {
@@ -1175,6 +1300,7 @@ spf_run(struct spf_req *r)
 				spf_term_done(r, true);
 				return;
 			}
+			spf_trace(r, "%s: no match", t->text);
 			f->cur++;
 			continue;
 		default:
@@ -1199,6 +1325,8 @@ spf_run(struct spf_req *r)
 			    "expansion");
 			return;
 		}
+		spf_trace(r, "redirect=%s: DNS lookup %d, %s",
+		    f->rec.redirect, r->lookups, r->target);
 		spf_frame_start(r, r->target, inc, true);
 		return;
 	}
@@ -1225,6 +1353,7 @@ spf_req_free(struct spf_req *r)
 		free(r->mxn[j]);
 	free(r->exp);
 	free(r->exp_txt);
+	buf_free(&r->trace);
 	if (r->ev != NULL)
 		event_free(r->ev);
 	free(r);
@@ -1294,7 +1423,15 @@ spf_deliver(evutil_socket_t fd, short what, void *arg)
 	if (r->q != NULL || (r->exp_stage != SPF_EXP_NO &&
 	    r->exp_stage != SPF_EXP_DONE))
 		return;
-	r->cb(r->arg, r->res, r->reason, r->exp);
+	if (r->icb != NULL) {
+		struct spf_info info = {
+			.lookups = r->lookups, .voids = r->voids,
+			.trace = r->trace.data != NULL ? r->trace.data : "",
+		};
+
+		r->icb(r->arg, r->res, r->reason, r->exp, &info);
+	} else
+		r->cb(r->arg, r->res, r->reason, r->exp);
 	spf_req_free(r);
 }
 
@@ -1323,9 +1460,10 @@ spf_domain_ok(const char *d)
 	return labels >= 2;
 }
 
-struct spf_req *
-spf_check(struct dns *d, const struct sockaddr *ip, const char *domain,
-    const char *sender, const char *helo, spf_cb cb, void *arg)
+static struct spf_req *
+spf_start(struct dns *d, const struct sockaddr *ip, const char *domain,
+    const char *sender, const char *helo, spf_cb cb, spf_info_cb icb,
+    void *arg)
 {
 	/* Upper-case nibbles for %{i}, as pyspf (DNS does not care). */
 	static const char hex[] = "0123456789ABCDEF";
@@ -1338,7 +1476,9 @@ spf_check(struct dns *d, const struct sockaddr *ip, const char *domain,
 	r = xcalloc(1, sizeof(*r));
 	r->d = d;
 	r->cb = cb;
+	r->icb = icb;
 	r->arg = arg;
+	buf_init(&r->trace);
 	r->ev = event_new(dns_base(d), -1, 0, spf_deliver, r);
 	if (r->ev == NULL)
 		fatalx("spf: event_new");
@@ -1390,9 +1530,344 @@ spf_check(struct dns *d, const struct sockaddr *ip, const char *domain,
 	return r;
 }
 
+struct spf_req *
+spf_check(struct dns *d, const struct sockaddr *ip, const char *domain,
+    const char *sender, const char *helo, spf_cb cb, void *arg)
+{
+	if (cb == NULL)
+		fatalx("spf_check: no callback");
+	return spf_start(d, ip, domain, sender, helo, cb, NULL, arg);
+}
+
+struct spf_req *
+spf_check_info(struct dns *d, const struct sockaddr *ip, const char *domain,
+    const char *sender, const char *helo, spf_info_cb cb, void *arg)
+{
+	if (cb == NULL)
+		fatalx("spf_check_info: no callback");
+	return spf_start(d, ip, domain, sender, helo, NULL, cb, arg);
+}
+
 void
 spf_cancel(struct spf_req *r)
 {
 	if (r != NULL)
 		spf_req_free(r);
+}
+
+/* -- domain audit -------------------------------------------------------- */
+
+#define SPF_AUDIT_WALK	32	/* records fetched in the static walk */
+
+struct spf_audit_req {
+	struct dns		*d;
+	struct event		*ev;
+	void			(*cb)(void *, const struct spf_audit *);
+	void			*arg;
+	struct dns_req		*q;
+	struct spf_req		*sr;
+	char			 domain[DNS_NAME_MAX + 1];
+	char			 incdom[DNS_NAME_MAX + 1];
+	char			*record;
+	/* the walk: names to fetch (walk[iwalk..nwalk)), fetched or not */
+	char			*walk[SPF_AUDIT_WALK];
+	size_t			 nwalk, iwalk;
+	size_t			 icheck;
+	struct spf_audit	 a;
+	struct spf_audit_egress	 eg[SPF_AUDIT_EGRESS];
+	char			 reasons[SPF_AUDIT_EGRESS][256];
+	char			 fbuf[SPF_AUDIT_FINDINGS][SPF_AUDIT_FINDING_MAX];
+};
+
+static void spf_audit_next(struct spf_audit_req *);
+
+static void __attribute__((format(printf, 2, 3)))
+spf_audit_finding(struct spf_audit_req *r, const char *fmt, ...)
+{
+	struct spf_audit *a = &r->a;
+	va_list ap;
+
+	if (a->nfindings == SPF_AUDIT_FINDINGS)
+		return;
+	if (a->nfindings == SPF_AUDIT_FINDINGS - 1) {
+		(void)snprintf(r->fbuf[a->nfindings], SPF_AUDIT_FINDING_MAX,
+		    "(more findings left out)");
+	} else {
+		va_start(ap, fmt);
+		(void)vsnprintf(r->fbuf[a->nfindings], SPF_AUDIT_FINDING_MAX,
+		    fmt, ap);
+		va_end(ap);
+	}
+	a->findings[a->nfindings] = r->fbuf[a->nfindings];
+	a->nfindings++;
+}
+
+/* A name to walk, once; a name seen before is a loop (or a repeat). */
+static void
+spf_audit_enqueue(struct spf_audit_req *r, const char *name)
+{
+	size_t i, n = strlen(name);
+
+	if (n > 0 && name[n - 1] == '.')
+		n--;
+	for (i = 0; i < r->nwalk; i++)
+		if (strlen(r->walk[i]) == n &&
+		    strncasecmp(r->walk[i], name, n) == 0) {
+			r->a.lookups_partial = true;
+			return;
+		}
+	if (r->nwalk == SPF_AUDIT_WALK) {
+		r->a.lookups_partial = true;
+		return;
+	}
+	r->walk[r->nwalk++] = xstrndup(name, n);
+}
+
+static bool
+spf_audit_is_include(const struct spf_audit_req *r, const char *spec)
+{
+	size_t n = strlen(spec), m = strlen(r->incdom);
+
+	if (n > 0 && spec[n - 1] == '.')
+		n--;
+	return m > 0 && n == m && strncasecmp(spec, r->incdom, n) == 0;
+}
+
+/* Count the DNS-mechanism terms of a parsed record and queue what it
+ * includes or redirects to; top: the domain's own record. */
+static void
+spf_audit_terms(struct spf_audit_req *r, const struct spf_rec *rec, bool top)
+{
+	const struct spf_term *t;
+	size_t i;
+
+	for (i = 0; i < rec->n; i++) {
+		t = &rec->t[i];
+		switch (t->mech) {
+		case SPF_M_ALL:
+			if (top && t->qual == SPF_PASS)
+				r->a.all_pass = true;
+			if (top && t->qual == SPF_NEUTRAL)
+				r->a.all_neutral = true;
+			continue;
+		case SPF_M_IP4:
+		case SPF_M_IP6:
+			continue;
+		case SPF_M_INCLUDE:
+			r->a.lookups++;
+			if (strchr(t->spec, '%') != NULL) {
+				r->a.lookups_partial = true;
+				continue;
+			}
+			if (spf_audit_is_include(r, t->spec))
+				r->a.include_found = true;
+			spf_audit_enqueue(r, t->spec);
+			continue;
+		default:
+			r->a.lookups++;
+			continue;
+		}
+	}
+	if (rec->redirect != NULL && !rec->has_all) {
+		r->a.lookups++;
+		if (strchr(rec->redirect, '%') != NULL)
+			r->a.lookups_partial = true;
+		else
+			spf_audit_enqueue(r, rec->redirect);
+	}
+}
+
+static void
+spf_audit_txt_cb(void *arg, const struct dns_txt_result *res)
+{
+	struct spf_audit_req *r = arg;
+	const char *name = r->walk[r->iwalk], *rec;
+	bool top = r->iwalk == 0;
+	struct spf_rec parsed;
+	char err[256];
+	size_t n, len;
+
+	r->q = NULL;
+	r->iwalk++;
+	n = spf_select(res, &rec, &len);
+	if (res->status == DNS_TEMPFAIL || res->status == DNS_BADNAME) {
+		r->a.temperror = res->status == DNS_TEMPFAIL;
+		r->a.lookups_partial = true;
+		spf_audit_finding(r, "DNS failure looking up %s", name);
+		goto next;
+	}
+	if (top) {
+		r->a.nrecords = n;
+		if (n > 0)
+			r->record = xstrndup(rec, len);
+		if (n == 0)
+			spf_audit_finding(r, "no SPF record at %s", name);
+		else if (n > 1)
+			spf_audit_finding(r, "%zu SPF records at %s: permerror",
+			    n, name);
+	} else if (n != 1) {
+		r->a.lookups_partial = true;
+		spf_audit_finding(r, "%s SPF record at %s (included or "
+		    "redirected to): permerror", n == 0 ? "no" : "more than "
+		    "one", name);
+	}
+	if (n == 0)
+		goto next;
+	if (strlen(rec) != len || spf_rec_parse(rec, &parsed, err,
+	    sizeof(err)) != 0) {
+		r->a.lookups_partial = true;
+		spf_audit_finding(r, "the SPF record at %s does not parse "
+		    "(%s): permerror", name, strlen(rec) != len ?
+		    "a NUL byte" : err);
+		goto next;
+	}
+	spf_audit_terms(r, &parsed, top);
+	spf_rec_free(&parsed);
+next:
+	spf_audit_next(r);
+}
+
+static void
+spf_audit_check_cb(void *arg, enum spf_result res, const char *reason,
+    const char *exp)
+{
+	struct spf_audit_req *r = arg;
+	size_t i = r->icheck++;
+
+	r->sr = NULL;
+	r->eg[i].result = res;
+	(void)snprintf(r->reasons[i], sizeof(r->reasons[i]), "%s", reason);
+	r->eg[i].reason = r->reasons[i];
+	spf_audit_next(r);
+}
+
+/* The conclusions, once the walk and the checks are done. */
+static void
+spf_audit_conclude(struct spf_audit_req *r)
+{
+	struct spf_audit *a = &r->a;
+	char ip[INET6_ADDRSTRLEN];
+	bool pass = true;
+	size_t i;
+
+	if (r->incdom[0] != '\0' && a->nrecords > 0 && !a->include_found)
+		spf_audit_finding(r, "include:%s is missing%s", r->incdom,
+		    a->lookups_partial ? " (or hidden by macros or "
+		    "errors)" : "");
+	if (a->lookups > SPF_MAX_LOOKUPS)
+		spf_audit_finding(r, "too many DNS lookups (%d > %d): "
+		    "permerror", a->lookups, SPF_MAX_LOOKUPS);
+	if (a->all_pass)
+		spf_audit_finding(r, "+all authorises the whole Internet");
+	if (a->all_neutral)
+		spf_audit_finding(r, "?all: senders not listed are neutral, "
+		    "not refused");
+	for (i = 0; i < a->negress; i++) {
+		const struct sockaddr_storage *ss = &r->eg[i].addr;
+
+		if (r->eg[i].result == SPF_PASS)
+			continue;
+		pass = false;
+		if (r->eg[i].result == SPF_TEMPERROR)
+			a->temperror = true;
+		(void)inet_ntop(ss->ss_family, ss->ss_family == AF_INET ?
+		    (const void *)&((const struct sockaddr_in *)
+		    (const void *)ss)->sin_addr : (const void *)
+		    &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr,
+		    ip, sizeof(ip));
+		spf_audit_finding(r, "%s: %s (%s)", ip,
+		    spf_result_str(r->eg[i].result), r->eg[i].reason);
+	}
+	a->ok = pass && a->nrecords == 1 && !a->all_pass;
+	a->record = r->record;
+	event_active(r->ev, EV_TIMEOUT, 0);
+}
+
+/* The next step: walk the tree, then check each egress address. */
+static void
+spf_audit_next(struct spf_audit_req *r)
+{
+	char sender[DNS_NAME_MAX + 16];
+
+	if (r->iwalk < r->nwalk) {
+		r->q = dns_lookup_txt_flags(r->d, r->walk[r->iwalk],
+		    DNS_F_ANYNAME, spf_audit_txt_cb, r);
+		return;
+	}
+	if (r->icheck < r->a.negress) {
+		(void)snprintf(sender, sizeof(sender), "postmaster@%s",
+		    r->domain);
+		r->sr = spf_check(r->d, (const struct sockaddr *)
+		    &r->eg[r->icheck].addr, r->domain, sender, r->domain,
+		    spf_audit_check_cb, r);
+		return;
+	}
+	spf_audit_conclude(r);
+}
+
+static void
+spf_audit_deliver(evutil_socket_t fd, short what, void *arg)
+{
+	struct spf_audit_req *r = arg;
+
+	r->cb(r->arg, &r->a);
+	spf_audit_cancel(r);
+}
+
+struct spf_audit_req *
+spf_audit(struct dns *d, const char *domain, const char *include_domain,
+    const struct sockaddr_storage *egress, size_t negress,
+    void (*cb)(void *arg, const struct spf_audit *a), void *arg)
+{
+	struct spf_audit_req *r;
+	size_t i;
+
+	if (cb == NULL || domain == NULL || (negress > 0 && egress == NULL))
+		fatalx("spf_audit: bad arguments");
+	if (negress > SPF_AUDIT_EGRESS)
+		fatalx("spf_audit: %zu egress addresses", negress);
+	r = xcalloc(1, sizeof(*r));
+	r->d = d;
+	r->cb = cb;
+	r->arg = arg;
+	r->ev = event_new(dns_base(d), -1, 0, spf_audit_deliver, r);
+	if (r->ev == NULL)
+		fatalx("spf_audit: event_new");
+	(void)snprintf(r->domain, sizeof(r->domain), "%s", domain);
+	(void)snprintf(r->incdom, sizeof(r->incdom), "%s",
+	    include_domain != NULL ? include_domain : "");
+	i = strlen(r->incdom);
+	if (i > 0 && r->incdom[i - 1] == '.')
+		r->incdom[i - 1] = '\0';
+	for (i = 0; i < negress; i++) {
+		r->eg[i].addr = egress[i];
+		r->eg[i].result = SPF_NONE;
+		r->eg[i].reason = "";
+	}
+	r->a.domain = r->domain;
+	r->a.negress = negress;
+	r->a.egress = r->eg;
+	spf_audit_enqueue(r, r->domain);
+	/* The first lookup answers from the loop, never from here. */
+	spf_audit_next(r);
+	return r;
+}
+
+void
+spf_audit_cancel(struct spf_audit_req *r)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	if (r->q != NULL)
+		dns_cancel(r->q);
+	if (r->sr != NULL)
+		spf_cancel(r->sr);
+	for (i = 0; i < r->nwalk; i++)
+		free(r->walk[i]);
+	free(r->record);
+	if (r->ev != NULL)
+		event_free(r->ev);
+	free(r);
 }

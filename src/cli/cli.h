@@ -23,6 +23,8 @@ int cli_dkim(int argc, char **argv);
 /* `ombud dkim verify [--json] [--dns HOST:PORT] < message` (argv[0] is
  * "verify"): 0 a signature passed, 1 none did, 3 temperror, 2 usage. */
 int cli_dkim_verify(int argc, char **argv);
+/* `ombud spf check|platform-record` (cli_spf.c) */
+int cli_spf(int argc, char **argv);
 
 /* -c FILE / --config=FILE / $OMBUD_CONF / ombud.conf, for every command.
  * Removes the option from argv; returns the path. */

@@ -47,6 +47,8 @@ enum ktype { K_STR, K_U64, K_SIZE, K_DURATION, K_BOOL, K_LOGFMT, K_LOGLVL,
 	K_PRICE,	/* uint64 thousandths from a decimal "1.2" */
 	K_FEERULE,	/* enum billing_fee_rule */
 	K_TZ,		/* a time zone: tzdata name or POSIX TZ rule */
+	K_EGRESS,	/* addresses or CIDR prefixes into conf->egress */
+	K_DNSNAME,	/* a DNS name: host name labels that may hold '_' */
 };
 enum ksect { S_GLOBAL, S_LISTENER, S_ROUTE, S_PLAN };
 
@@ -127,6 +129,14 @@ static const struct kdef keys[] = {
 	  "Resolvers for MX and address lookups, e.g. "
 	  "127.0.0.1:5353,[::1]:53 (port 53 when omitted); default: those "
 	  "of /etc/resolv.conf."),
+	G("egress_addresses", K_EGRESS, negress, NULL, 0, 0,
+	  "IPv4 and IPv6 addresses or CIDR prefixes (comma or space "
+	  "separated) the platform relay sends from; `ombud spf "
+	  "platform-record` makes the SPF record that authorises them."),
+	G("spf_domain", K_DNSNAME, spf_domain, NULL, 0, 0,
+	  "The name the platform's SPF record is published at, e.g. "
+	  "_spf.mail.example.net (customers then add "
+	  "include:_spf.mail.example.net to their own SPF record)."),
 	G("default_route", K_ROUTEREF, default_route, "mx", 0, 0,
 	  "Where mail goes: mx (straight to the MX hosts of each recipient "
 	  "domain) or the name of a [route] section."),
@@ -502,22 +512,23 @@ parse_u64(const char *v, uint64_t *out, enum ktype t)
 	return 0;
 }
 
+/* A list of networks into nets[CONF_MAX_NETS], *n of them. */
 static int
-parse_nets(const char *v, struct conf_listener *l)
+parse_nets(const char *v, struct cidr *nets, size_t *n)
 {
 	char tmp[CONF_LINE_MAX];
 	char *save = NULL, *tok;
 
 	if (!strlcpy_ok(tmp, v, sizeof(tmp)))
 		return -1;
-	l->ntrusted = 0;
+	*n = 0;
 	for (tok = strtok_r(tmp, ", \t", &save); tok;
 	    tok = strtok_r(NULL, ", \t", &save)) {
-		if (l->ntrusted == CONF_MAX_NETS)
+		if (*n == CONF_MAX_NETS)
 			return -1;
-		if (!cidr_parse(tok, &l->trusted[l->ntrusted]))
+		if (!cidr_parse(tok, &nets[*n]))
 			return -1;
-		l->ntrusted++;
+		(*n)++;
 	}
 	return 0;
 }
@@ -597,6 +608,19 @@ hostname_ok(const char *s, size_t len)
 	bool numeric = false;
 
 	return hostname_syntax_ok(s, len, &nlabels, &numeric) && !numeric;
+}
+
+/* A host name whose labels may also hold '_' (_spf.example.net). */
+static bool
+dnsname_ok(const char *s, size_t len)
+{
+	char tmp[256];
+
+	if (len >= sizeof(tmp))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		tmp[i] = s[i] == '_' ? 'x' : s[i];
+	return hostname_ok(tmp, len);
 }
 
 /* s[0..len) is an address of family af (v6 bracketed or not). */
@@ -886,6 +910,10 @@ str_value(const struct kdef *k, const char *v, char **out, char *why,
 	case K_TZ:
 		r = tz_problem(v);
 		break;
+	case K_DNSNAME:
+		if (!dnsname_ok(v, len))
+			r = "is not a domain name";
+		break;
 	default:
 		break;
 	}
@@ -903,7 +931,7 @@ ktype_string(enum ktype t)
 {
 	switch (t) {
 	case K_STR: case K_DNS: case K_ROUTEREF: case K_HOST: case K_URL:
-	case K_FILE: case K_SECRET: case K_TZ:
+	case K_FILE: case K_SECRET: case K_TZ: case K_DNSNAME:
 		return true;
 	default:
 		return false;
@@ -1121,7 +1149,12 @@ set_key(const struct kdef *k, void *obj, const char *v, struct perr *pe,
 	case K_FEERULE:
 		return set_billing_key(k, field, v, pe, line);
 	case K_NETS:
-		if (parse_nets(v, (struct conf_listener *)obj) != 0)
+	case K_EGRESS:
+		if (k->type == K_NETS ? parse_nets(v,
+		    ((struct conf_listener *)obj)->trusted,
+		    &((struct conf_listener *)obj)->ntrusted) != 0 :
+		    parse_nets(v, ((struct conf *)obj)->egress,
+		    &((struct conf *)obj)->negress) != 0)
 			return perr_set(pe, line, k->key,
 			    "'%s' is not a list of networks (e.g. "
 			    "127.0.0.0/8, ::1/128), at most %d", v,

@@ -125,6 +125,10 @@ struct conf {
 	/* delivery */
 	bool			delivery;	/* no: queue only */
 	char			*dns_servers;	/* NULL: resolv.conf */
+	/* the platform's SPF record (ombud spf platform-record) */
+	size_t			negress;
+	struct cidr		egress[CONF_MAX_NETS];
+	char			*spf_domain;	/* NULL: not set */
 	char			*default_route;	/* "mx" or a route name */
 	uint64_t		mx_port;
 	enum route_tls		mx_tls;		/* none..verify */

@@ -125,6 +125,7 @@ struct dns_req *dns_lookup_addr_flags(struct dns *d, const char *host,
     int family, unsigned flags, dns_addr_cb cb, void *arg);
 struct dns_req *dns_lookup_txt_flags(struct dns *d, const char *name,
     unsigned flags, dns_txt_cb cb, void *arg);
+
 /* The reverse name of addr (AF_INET: in-addr.arpa, AF_INET6: ip6.arpa,
  * nibbles; an IPv4-mapped address is asked as IPv6: map it first if that
  * is not wanted). */
