@@ -520,6 +520,18 @@ fail:
 	return NULL;
 }
 
+struct dkim_key *
+dkim_key_dup(const struct dkim_key *key)
+{
+	struct dkim_key *k = xcalloc(1, sizeof(*k));
+
+	if (EVP_PKEY_up_ref(key->pkey) != 1)
+		abort();	/* a reference count cannot fail: a bug */
+	k->pkey = key->pkey;
+	k->type = key->type;
+	return k;
+}
+
 void
 dkim_key_free(struct dkim_key *key)
 {

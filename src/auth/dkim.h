@@ -67,6 +67,9 @@ struct dkim_key *dkim_key_load_pem(const char *pem, size_t len, char *err,
 struct dkim_key *dkim_keygen(enum dkim_keytype type, unsigned bits,
     char *err, size_t errsz);	/* bits: RSA only, 0 = 2048 */
 void dkim_key_free(struct dkim_key *key);
+/* Another handle on the same key (the EVP_PKEY is shared, refcounted):
+ * a new snapshot keeps a key without parsing it again. */
+struct dkim_key *dkim_key_dup(const struct dkim_key *key);
 enum dkim_keytype dkim_key_type(const struct dkim_key *key);
 /* The private key as PKCS#8 PEM, appended to out.  0 or -1. */
 int dkim_key_pem(const struct dkim_key *key, struct buf *out);

@@ -116,6 +116,17 @@ static const struct kdef keys[] = {
 	  "On SIGTERM, how long sessions may finish their transaction."),
 	G("auth_workers", K_U64, auth_workers, "2", 1, 64,
 	  "Threads verifying passwords (Argon2id is deliberately slow)."),
+	G("dkim_sign_workers", K_U64, dkim_sign_workers, "2", 1, 64,
+	  "Threads DKIM-signing platform mail before delivery (an RSA-2048 "
+	  "signature costs about a millisecond of CPU)."),
+	G("dkim_rotation_grace", K_DURATION, dkim_rotation_grace, "7d", 0,
+	  365 * DAY, "How long a replaced DKIM key stays published "
+	  "(retiring) after its successor starts signing, so that mail "
+	  "signed before the switch still verifies."),
+	G("domain_check_interval", K_DURATION, domain_check_interval, "1h",
+	  0, 30 * DAY, "How often the server checks every domain's SPF, "
+	  "DKIM and DMARC records (activating published DKIM keys, marking "
+	  "broken domains); 0 = never (only `ombud domain check`)."),
 	G("segment_size", K_SIZE, segment_size, "64M", 65536,
 	  UINT64_C(16) << 30, "Spool segment file size before rotation."),
 	G("commit_delay_us", K_U64, commit_delay_us, "0", 0, 100000,

@@ -120,6 +120,9 @@ struct conf {
 	uint64_t		timeout_data;
 	uint64_t		timeout_shutdown;
 	uint64_t		auth_workers;
+	uint64_t		dkim_sign_workers;
+	uint64_t		dkim_rotation_grace;	/* seconds */
+	uint64_t		domain_check_interval;	/* seconds, 0: never */
 	uint64_t		segment_size;
 	uint64_t		commit_delay_us;
 	/* delivery */

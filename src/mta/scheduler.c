@@ -34,6 +34,7 @@
 #include "mta/mta_client.h"
 #include "mta/oauth.h"
 #include "mta/schedq.h"
+#include "mta/signer.h"
 #include "conf/conf.h"
 #include "dns/dns.h"
 #include "queue/queue_id.h"
@@ -109,6 +110,11 @@ struct delivery {
 	struct spool_commit	*dsn_commit;	/* waiting for the bounce */
 	char			 dsn_id[QUEUE_ID_LEN + 1];
 	bool			 all_final;
+	enum route_kind		 rk;		/* the route it takes */
+	bool			 signing;	/* content with the signer */
+	const char		*kind;		/* dispatch: see delivery_route */
+	bool			 has_route;
+	char			 route[SCHED_KEY_MAX - 9];
 	TAILQ_ENTRY(delivery)	 entry;		/* s->deliveries */
 };
 TAILQ_HEAD(delivery_list, delivery);
@@ -182,6 +188,7 @@ struct scheduler {
 	struct dest_list	 waiting;	/* dests wanting a connection
 						   slot */
 	struct tenants		*tenants;	/* companies' routes */
+	struct signer		*signer;	/* DKIM, on worker threads */
 	struct msg_list		 auth_wait;	/* platform-relay mail held
 						   until its domain passes
 						   SPF and DKIM */
@@ -1523,6 +1530,7 @@ delivery_route(struct delivery *d, const char **route, const char **kind,
 		return 0;
 	/* a user with settings of their own, by the envelope sender */
 	rk = tenants_route(s->tenants, co, d->env.mail_from, &tu);
+	d->rk = rk;
 	switch (rk) {
 	case ROUTE_OWN_SERVER:
 		if (tu && tu->u.route == ROUTE_OWN_SERVER) {
@@ -1562,15 +1570,62 @@ delivery_route(struct delivery *d, const char **route, const char **kind,
 	return 0;
 }
 
-/* Start an attempt: load the message and hand out its jobs. */
+static void delivery_dispatch(struct delivery *d, const char *fail_reply);
+
+/* The signer is done: dispatch the (signed) content.  Platform mail
+ * that cannot be signed because its key failed waits rather than going
+ * out unsigned (receivers would refuse or spam-folder it). */
+static void
+delivery_signed(void *arg, struct buf *content,
+    const struct signer_result *res)
+{
+	struct delivery *d = arg;
+	struct scheduler *s = d->s;
+	char reply[ENV_REPLY_MAX + 1];
+	const char *qid = d->env.id;
+
+	d->signing = false;
+	d->content = *content;
+	buf_init(content);
+	if (s->stopping) {
+		/* nothing is dispatched now: the recipients stay as they
+		 * were and the attempt is recorded */
+		delivery_finish(d);
+		return;
+	}
+	switch (res->rc) {
+	case SIGNER_SIGNED:
+		log_event(LOG_LVL_DEBUG, "dkim.signed", "qid", qid, "domain",
+		    res->domain, "selectors", res->selectors, NULL);
+		break;
+	case SIGNER_NO_KEY:
+		log_event(LOG_LVL_WARN, "dkim.unsigned", "qid", qid, "domain",
+		    res->domain, "reason", "the domain has no active DKIM key "
+		    "(ombud dkim keygen, publish, ombud domain check)", NULL);
+		break;
+	case SIGNER_NO_FROM:
+		log_event(LOG_LVL_WARN, "dkim.unsigned", "qid", qid, "reason",
+		    "no usable header From", NULL);
+		break;
+	case SIGNER_FAILED:
+		log_event(LOG_LVL_WARN, "dkim.sign_failed", "qid", qid,
+		    "domain", res->domain, "error", res->err, NULL);
+		snprintf(reply, sizeof(reply), "451 4.7.0 DKIM signing for %s "
+		    "failed: %s", res->domain, res->err);
+		delivery_dispatch(d, reply);
+		return;
+	}
+	delivery_dispatch(d, NULL);
+}
+
+/* Start an attempt: load the message, sign platform mail, then hand out
+ * its jobs. */
 static void
 delivery_start(struct scheduler *s, struct smsg *m)
 {
 	struct delivery *d = xcalloc(1, sizeof(*d));
 	const char *route, *kind;
 	char idbuf[32];
-	bool mx;
-	size_t *todo = NULL, ntodo = 0;
 
 	d->s = s;
 	d->m = m;
@@ -1594,8 +1649,31 @@ delivery_start(struct scheduler *s, struct smsg *m)
 	}
 	if (delivery_route(d, &route, &kind, idbuf, sizeof(idbuf)) != 0)
 		return;		/* held: d is gone */
-	mx = route == NULL;
 	d->news = xcalloc(d->env.nrcpt ? d->env.nrcpt : 1, 1);
+	d->kind = kind;
+	d->has_route = route != NULL;
+	if (route != NULL)
+		strlcpy_ok(d->route, route, sizeof(d->route));
+	if (s->signer != NULL && (d->rk == ROUTE_PLATFORM_RELAY ||
+	    d->rk == ROUTE_PLATFORM_SMARTHOST)) {
+		d->signing = true;
+		signer_sign(s->signer, s->tenants, &d->content, now_s(),
+		    delivery_signed, d);
+		return;
+	}
+	delivery_dispatch(d, NULL);
+}
+
+/* Hand out d's jobs: its pending recipients grouped by destination; with
+ * fail_reply, defer them all with it instead. */
+static void
+delivery_dispatch(struct delivery *d, const char *fail_reply)
+{
+	struct scheduler *s = d->s;
+	const char *route = d->has_route ? d->route : NULL, *kind = d->kind;
+	bool mx = route == NULL;
+	size_t *todo = NULL, ntodo = 0;
+
 	d->njobs = 1;		/* held while jobs are handed out */
 	todo = xcalloc(d->env.nrcpt ? d->env.nrcpt : 1, sizeof(*todo));
 	for (size_t i = 0; i < d->env.nrcpt; i++)
@@ -1611,6 +1689,12 @@ delivery_start(struct scheduler *s, struct smsg *m)
 
 		if (first == SIZE_MAX)
 			continue;
+		if (fail_reply != NULL) {
+			struct job tmp = { .d = d, .idx = &todo[a], .n = 1 };
+			job_rcpt_result(&tmp, 0, fail_reply, false, false, NULL,
+			    NULL);
+			continue;
+		}
 		if (mx && !rcpt_domain(d->env.rcpt[first].addr, dom,
 		    sizeof(dom))) {
 			struct job tmp = { .d = d, .idx = &todo[a], .n = 1 };
@@ -1621,7 +1705,7 @@ delivery_start(struct scheduler *s, struct smsg *m)
 		if (mx)
 			snprintf(key, sizeof(key), "mx:%s", dom);
 		else
-			snprintf(key, sizeof(key), "%s:%s", kind, route);
+			snprintf(key, sizeof(key), "%.7s:%s", kind, route);
 		dt = dest_get(s, key, !mx && kind[0] == 'r', kind[0] == 't',
 		    kind[0] == 'u');
 		j = xcalloc(1, sizeof(*j));
@@ -1915,6 +1999,7 @@ scheduler_new(struct event_base *base, struct spool *sp, const struct conf *c,
 	}
 	if (scheduler_reconfigure(s, c, err, errlen) != 0)
 		goto fail;
+	s->signer = signer_new(base, (int)c->dkim_sign_workers);
 	return s;
 fail:
 	scheduler_free(s);
@@ -1930,6 +2015,10 @@ scheduler_free(struct scheduler *s)
 		return;
 	s->stopping = true;
 	s->idle_cb = NULL;
+	/* signatures under way first: their callbacks finish (not
+	 * dispatch) their deliveries */
+	signer_free(s->signer);
+	s->signer = NULL;
 	/* connections first: their jobs point into deliveries */
 	for (size_t i = 0; i < s->dh_size; i++)
 		while (s->dh[i]) {

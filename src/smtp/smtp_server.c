@@ -381,7 +381,8 @@ server_tenants_refresh(struct server *srv, bool force)
 
 	if (!force && v == srv->store_version)
 		return;
-	if ((t = tenants_load(srv->store, err, sizeof(err))) == NULL) {
+	if ((t = tenants_load_from(srv->store, srv->tenants, err,
+	    sizeof(err))) == NULL) {
 		log_event(LOG_LVL_WARN, "tenants.load_failed", "error", err,
 		    NULL);
 		return;

@@ -156,10 +156,76 @@ load_cred(void *arg, const struct credential *c)
 	return 0;
 }
 
+/* The active keys, as parsed keys on their domains. */
+struct load_dkim_ctx {
+	struct tenants		*t;
+	const struct tenants	*prev;
+};
+
+/* The parsed key with this id in prev, or NULL. */
+static const struct dkim_key *
+prev_dkim_key(const struct tenants *prev, const char *domain, int64_t id)
+{
+	const struct tenant_domain *pd = tenants_domain(prev, domain);
+
+	for (size_t i = 0; pd != NULL && i < pd->ndkim; i++)
+		if (pd->dkim[i].id == id)
+			return pd->dkim[i].key;
+	return NULL;
+}
+
+static int
+load_dkim(void *arg, const struct dkim_keyrec *k)
+{
+	struct load_dkim_ctx *c = arg;
+	struct tenant_domain *d;
+	const struct dkim_key *old;
+	struct dkim_key *key;
+	struct tenant_dkim *slot = NULL;
+	char err[128];
+
+	if (k->state != DKIMKEY_ACTIVE || k->private_pem == NULL ||
+	    (d = (struct tenant_domain *)tenants_domain(c->t, k->domain)) ==
+	    NULL)
+		return 0;
+	if ((old = prev_dkim_key(c->prev, k->domain, k->id)) != NULL)
+		key = dkim_key_dup(old);
+	else if ((key = dkim_key_load_pem(k->private_pem,
+	    strlen(k->private_pem), err, sizeof(err))) == NULL) {
+		log_event(LOG_LVL_WARN, "dkim.key_unusable", "domain",
+		    k->domain, "selector", k->selector, "error", err, NULL);
+		return 0;
+	}
+	/* one per algorithm; the newest (keys come by id) wins */
+	for (size_t i = 0; i < d->ndkim; i++)
+		if (dkim_key_type(d->dkim[i].key) == dkim_key_type(key))
+			slot = &d->dkim[i];
+	if (slot != NULL)
+		dkim_key_free(slot->key);
+	else if (d->ndkim < TENANT_DKIM_MAX)
+		slot = &d->dkim[d->ndkim++];
+	else {
+		dkim_key_free(key);
+		return 0;
+	}
+	slot->id = k->id;
+	strlcpy_ok(slot->selector, k->selector, sizeof(slot->selector));
+	slot->key = key;
+	return 0;
+}
+
 struct tenants *
 tenants_load(struct store *st, char *err, size_t errlen)
 {
+	return tenants_load_from(st, NULL, err, errlen);
+}
+
+struct tenants *
+tenants_load_from(struct store *st, const struct tenants *prev, char *err,
+    size_t errlen)
+{
 	struct tenants *t = xcalloc(1, sizeof(*t));
+	struct load_dkim_ctx dc = { .t = t, .prev = prev };
 
 	t->refs = 1;
 	if (store_company_list(st, load_company, t) != STORE_OK)
@@ -172,6 +238,8 @@ tenants_load(struct store *st, char *err, size_t errlen)
 	if (t->ndomains > 0)
 		qsort(t->domains, t->ndomains, sizeof(*t->domains),
 		    cmp_domain);
+	if (store_dkim_list(st, NULL, true, load_dkim, &dc) != STORE_OK)
+		goto fail;
 	if (store_credential_list(st, NULL, load_cred, t) != STORE_OK)
 		goto fail;
 	if (t->ncreds > 0)
@@ -206,6 +274,9 @@ tenants_unref(struct tenants *t)
 	for (size_t i = 0; i < t->nusers; i++)
 		smtp_settings_clear(&t->users[i].u.smtp);
 	free(t->users);
+	for (size_t i = 0; i < t->ndomains; i++)
+		for (size_t j = 0; j < t->domains[i].ndkim; j++)
+			dkim_key_free(t->domains[i].dkim[j].key);
 	free(t->domains);
 	if (t->creds != NULL)
 		explicit_bzero(t->creds, t->ncreds * sizeof(*t->creds));

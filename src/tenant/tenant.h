@@ -20,14 +20,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth/dkim.h"
 #include "store/store.h"
 
 struct tenants;
+
+/* An active DKIM key of a domain: one per algorithm (dual signing). */
+#define TENANT_DKIM_MAX		2
+struct tenant_dkim {
+	int64_t		 id;			/* in the store */
+	char		 selector[STORE_SELECTOR_MAX + 1];
+	struct dkim_key	*key;
+};
 
 struct tenant_domain {
 	char		 name[STORE_HOST_MAX + 1];
 	size_t		 company;		/* index in companies */
 	bool		 spf_ok, dkim_ok;
+	size_t		 ndkim;
+	struct tenant_dkim dkim[TENANT_DKIM_MAX];	/* signing keys */
 };
 
 struct tenant_cred {
@@ -44,6 +55,10 @@ struct tenant_user {
 };
 
 struct tenants *tenants_load(struct store *st, char *err, size_t errlen);
+/* The same, taking the parsed DKIM keys that prev (may be NULL) has
+ * instead of parsing their PEM again. */
+struct tenants *tenants_load_from(struct store *st,
+    const struct tenants *prev, char *err, size_t errlen);
 struct tenants *tenants_ref(struct tenants *t);
 void tenants_unref(struct tenants *t);
 
