@@ -5,6 +5,7 @@
 #               release build so its warnings fail too), run all tests
 #   make bench  release build + bench/accept.sh (ombud vs Postfix)
 #   make bench-deliver  release build + bench/deliver.sh (end to end)
+#   make bench-dkim  release build + bench/dkim.sh (DKIM signatures/s vs openssl speed)
 #   make fuzz   libFuzzer builds of every parser (clang), a short run each
 #
 # Dependencies come from Debian 12's packages; apt-get runs only when a
@@ -23,7 +24,7 @@ TEST_PKGS  := $(BUILD_PKGS) python3 swaks postfix strace dnsmasq-base clang libc
 	sasl2-bin libsasl2-modules libsasl2-modules-db python3-dkim python3-spf python3-yaml python3-dnspython \
 	opendkim-tools iproute2
 
-.PHONY: all deps test-deps build release run test bench bench-deliver fuzz clean
+.PHONY: all deps test-deps build release run test bench bench-deliver bench-dkim fuzz clean
 
 all: build
 
@@ -72,6 +73,9 @@ bench: test-deps release
 
 bench-deliver: test-deps release
 	bench/deliver.sh $(RELEASE)/ombud
+
+bench-dkim: deps release
+	bench/dkim.sh $(RELEASE)/bench/dkim_bench
 
 $(FUZZBUILD)/build.ninja:
 	CC=clang meson setup $(FUZZBUILD) -Dbuildtype=debug -Dfuzz=true \

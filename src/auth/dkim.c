@@ -53,6 +53,8 @@ struct dkim_msg {
 	size_t		 bodylen;
 };
 
+#define DKIM_BH_BUF	4096	/* canonical bytes staged per hash update */
+
 struct dkim_bodyhash {
 	EVP_MD_CTX	*md;
 	enum dkim_canon	 canon;
@@ -62,6 +64,8 @@ struct dkim_bodyhash {
 	bool		 cr;		/* a CR waits for its LF */
 	bool		 wsp;		/* relaxed: pending white space */
 	bool		 inline_;	/* the current line has content */
+	size_t		 nbuf;		/* staged in buf, not yet hashed */
+	unsigned char	 buf[DKIM_BH_BUF];
 };
 
 static void
@@ -192,7 +196,8 @@ dkim_msg_parse(const char *msg, size_t len, struct dkim_msg *m)
 	size_t i = 0;
 
 	memset(m, 0, sizeof(*m));
-	m->hdr = xcalloc(DKIM_MAX_HEADERS, sizeof(*m->hdr));
+	/* Only the first nhdr entries are ever read: no zeroing. */
+	m->hdr = xmalloc(DKIM_MAX_HEADERS * sizeof(*m->hdr));
 	while (i < len) {
 		size_t start = i, end, n;
 
@@ -262,19 +267,23 @@ dkim_canon_header(enum dkim_canon canon, const char *field, size_t len,
 {
 	size_t i, colon;
 	bool wsp = false, any = false;
+	char *o;
 
 	if (canon == DKIM_CANON_SIMPLE) {
 		buf_add(out, field, len);
 		goto done;
 	}
+	/* The relaxed form is never longer than the field plus ':'. */
+	buf_reserve(out, len + 1);
+	o = out->data + out->len;
 	for (colon = 0; colon < len && field[colon] != ':'; colon++)
 		;
 	i = colon;
 	while (i > 0 && dkim_isfws(field[i - 1]))
 		i--;
 	for (size_t k = 0; k < i; k++)
-		buf_addc(out, dkim_lower(field[k]));
-	buf_addc(out, ':');
+		*o++ = dkim_lower(field[k]);
+	*o++ = ':';
 	for (i = colon + 1; i < len; i++) {
 		char c = field[i];
 
@@ -285,11 +294,13 @@ dkim_canon_header(enum dkim_canon canon, const char *field, size_t len,
 			continue;
 		}
 		if (wsp && any)
-			buf_addc(out, ' ');
+			*o++ = ' ';
 		wsp = false;
 		any = true;
-		buf_addc(out, c);
+		*o++ = c;
 	}
+	out->len = (size_t)(o - out->data);
+	out->data[out->len] = '\0';
 done:
 	if (crlf)
 		buf_add(out, "\r\n", 2);
@@ -298,8 +309,10 @@ done:
 struct dkim_bodyhash *
 dkim_bodyhash_new(enum dkim_canon canon, int64_t limit)
 {
-	struct dkim_bodyhash *bh = xcalloc(1, sizeof(*bh));
+	struct dkim_bodyhash *bh = xmalloc(sizeof(*bh));
 
+	/* Not the staging buffer: zeroing it cost as much as hashing it. */
+	memset(bh, 0, offsetof(struct dkim_bodyhash, buf));
 	bh->md = EVP_MD_CTX_new();
 	if (bh->md == NULL || EVP_DigestInit_ex(bh->md, EVP_sha256(),
 	    NULL) != 1)
@@ -314,40 +327,65 @@ fail:
 }
 
 static void
+dkim_bh_flush(struct dkim_bodyhash *bh)
+{
+	if (bh->nbuf > 0)
+		EVP_DigestUpdate(bh->md, bh->buf, bh->nbuf);
+	bh->nbuf = 0;
+}
+
+/* Canonical output: staged in bh->buf, hashed a buffer at a time (one
+ * EVP_DigestUpdate per byte cost more than the signature itself). */
+static void
 dkim_bh_out(struct dkim_bodyhash *bh, const char *p, size_t n)
 {
+	size_t take = n;
+
 	if (bh->limit >= 0) {
 		int64_t room = bh->limit - bh->fed;
 
-		if (room <= 0) {
-			bh->fed += (int64_t)n;
-			return;
-		}
-		if ((int64_t)n > room) {
-			EVP_DigestUpdate(bh->md, p, (size_t)room);
-			bh->fed += (int64_t)n;
+		take = room <= 0 ? 0 : (int64_t)n > room ? (size_t)room : n;
+	}
+	bh->fed += (int64_t)n;
+	if (take > sizeof(bh->buf) - bh->nbuf) {
+		dkim_bh_flush(bh);
+		if (take >= sizeof(bh->buf)) {
+			EVP_DigestUpdate(bh->md, p, take);
 			return;
 		}
 	}
-	EVP_DigestUpdate(bh->md, p, n);
-	bh->fed += (int64_t)n;
+	memcpy(bh->buf + bh->nbuf, p, take);
+	bh->nbuf += take;
 }
 
+/* A run of n > 0 bytes that are neither CR, LF nor (relaxed) WSP. */
 static void
-dkim_bh_char(struct dkim_bodyhash *bh, char c)
+dkim_bh_run(struct dkim_bodyhash *bh, const char *p, size_t n)
 {
-	if (bh->canon == DKIM_CANON_RELAXED && dkim_iswsp(c)) {
-		bh->wsp = true;
-		return;
-	}
 	for (; bh->empty > 0; bh->empty--)
 		dkim_bh_out(bh, "\r\n", 2);
 	if (bh->wsp) {
 		dkim_bh_out(bh, " ", 1);
 		bh->wsp = false;
 	}
-	dkim_bh_out(bh, &c, 1);
+	dkim_bh_out(bh, p, n);
 	bh->inline_ = true;
+}
+
+static void
+dkim_bh_char(struct dkim_bodyhash *bh, char c)
+{
+	if (bh->canon == DKIM_CANON_RELAXED && dkim_iswsp(c))
+		bh->wsp = true;
+	else
+		dkim_bh_run(bh, &c, 1);
+}
+
+static bool
+dkim_bh_plain(const struct dkim_bodyhash *bh, char c)
+{
+	return c != '\r' && c != '\n' &&
+	    (bh->canon != DKIM_CANON_RELAXED || !dkim_iswsp(c));
 }
 
 static void
@@ -367,6 +405,24 @@ dkim_bodyhash_update(struct dkim_bodyhash *bh, const char *p, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		char c = p[i];
 
+		if (!bh->cr && dkim_bh_plain(bh, c)) {
+			size_t j = i + 1;
+
+			/* Relaxed: one SP between two plain bytes stays as it
+			 * is, so a line of words is one run. */
+			for (;;) {
+				while (j < n && dkim_bh_plain(bh, p[j]))
+					j++;
+				if (bh->canon != DKIM_CANON_RELAXED ||
+				    j + 1 >= n || p[j] != ' ' ||
+				    !dkim_bh_plain(bh, p[j + 1]))
+					break;
+				j += 2;
+			}
+			dkim_bh_run(bh, p + i, j - i);
+			i = j - 1;
+			continue;
+		}
 		if (bh->cr) {
 			bh->cr = false;
 			if (c == '\n') {
@@ -398,6 +454,7 @@ dkim_bodyhash_final(struct dkim_bodyhash *bh,
 		dkim_bh_eol(bh);
 	if (bh->fed == 0 && bh->canon == DKIM_CANON_SIMPLE)
 		dkim_bh_out(bh, "\r\n", 2);
+	dkim_bh_flush(bh);
 	if (EVP_DigestFinal_ex(bh->md, out, &n) != 1 || n != DKIM_HASH_LEN)
 		return -1;
 	if (bh->limit >= 0 && bh->fed < bh->limit)
@@ -687,6 +744,18 @@ dkim_fold(struct buf *out, size_t *col, const char *p, size_t n,
 	*col += n;
 }
 
+/* pre, value and post as one piece (tmp is scratch space). */
+static void
+dkim_tag_piece(struct buf *out, size_t *col, struct buf *tmp,
+    const char *pre, const char *val, const char *post, bool spaced)
+{
+	buf_reset(tmp);
+	buf_adds(tmp, pre);
+	buf_adds(tmp, val);
+	buf_adds(tmp, post);
+	dkim_fold(out, col, tmp->data, tmp->len, spaced);
+}
+
 static const char *const dkim_default_headers[] = {
 	"from", "reply-to", "subject", "date", "to", "cc", "message-id",
 	"in-reply-to", "references", "mime-version", "content-type",
@@ -794,23 +863,17 @@ dkim_sign(const struct dkim_key *key, const char *domain,
 	PIECE("v=1;", true);
 	PIECE(key->type == DKIM_KEY_RSA ? "a=rsa-sha256;" :
 	    "a=ed25519-sha256;", true);
-	buf_printf(&tmp, "c=%s/%s;",
-	    opts->hcanon == DKIM_CANON_SIMPLE ? "simple" : "relaxed",
-	    opts->bcanon == DKIM_CANON_SIMPLE ? "simple" : "relaxed");
-	PIECE(tmp.data, true);
-	buf_reset(&tmp);
-	buf_printf(&tmp, "d=%s;", domain);
-	PIECE(tmp.data, true);
-	if (opts->identity != NULL) {
-		buf_reset(&tmp);
-		buf_printf(&tmp, "i=%s;", opts->identity);
-		PIECE(tmp.data, true);
-	}
+	PIECE(opts->hcanon == DKIM_CANON_SIMPLE ?
+	    (opts->bcanon == DKIM_CANON_SIMPLE ? "c=simple/simple;" :
+	    "c=simple/relaxed;") : (opts->bcanon == DKIM_CANON_SIMPLE ?
+	    "c=relaxed/simple;" : "c=relaxed/relaxed;"), true);
+	dkim_tag_piece(&sighdr, &col, &tmp, "d=", domain, ";", true);
+	if (opts->identity != NULL)
+		dkim_tag_piece(&sighdr, &col, &tmp, "i=", opts->identity,
+		    ";", true);
 	if (opts->q_tag)
 		PIECE("q=dns/txt;", true);
-	buf_reset(&tmp);
-	buf_printf(&tmp, "s=%s;", selector);
-	PIECE(tmp.data, true);
+	dkim_tag_piece(&sighdr, &col, &tmp, "s=", selector, ";", true);
 	if (t != (time_t)-1) {
 		buf_reset(&tmp);
 		buf_printf(&tmp, "t=%lld;", (long long)t);
@@ -819,18 +882,14 @@ dkim_sign(const struct dkim_key *key, const char *domain,
 	for (i = 0; i < nnames; i++) {
 		bool last = i + 1 == nnames;
 
-		buf_reset(&tmp);
 		if (opts->h_spaced) {
 			if (i > 0)
 				PIECE(":", true);
-			buf_printf(&tmp, "%s%s%s", i == 0 ? "h=" : "",
-			    names[i], last ? ";" : "");
-			PIECE(tmp.data, true);
-		} else {
-			buf_printf(&tmp, "%s%s%s", i == 0 ? "h=" : "",
-			    names[i], last ? ";" : ":");
-			PIECE(tmp.data, i == 0);
-		}
+			dkim_tag_piece(&sighdr, &col, &tmp, i == 0 ? "h=" : "",
+			    names[i], last ? ";" : "", true);
+		} else
+			dkim_tag_piece(&sighdr, &col, &tmp, i == 0 ? "h=" : "",
+			    names[i], last ? ";" : ":", i == 0);
 	}
 	buf_reset(&tmp);
 	buf_adds(&tmp, "bh=");
