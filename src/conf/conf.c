@@ -43,6 +43,7 @@ enum ktype { K_STR, K_U64, K_SIZE, K_DURATION, K_BOOL, K_LOGFMT, K_LOGLVL,
 	K_SECRET,	/* path of a file; the field gets its content */
 	K_DATE,		/* int64 unix seconds: YYYY-MM-DD (00:00 UTC) or
 			   YYYY-MM-DDTHH:MM:SSZ; "never" = 0 */
+	K_UNSUB,	/* enum bulk_unsub_mode: reject or warn */
 	K_MONTH,	/* uint64 YYYYMM from "YYYY-MM" */
 	K_PRICE,	/* uint64 thousandths from a decimal "1.2" */
 	K_FEERULE,	/* enum billing_fee_rule */
@@ -100,6 +101,11 @@ static const struct kdef keys[] = {
 	  UINT64_C(64) << 20, "Largest header section of a message."),
 	G("max_header_count", K_U64, max_header_count, "1000", 10, 100000,
 	  "Most header fields in a message."),
+	G("bulk_unsubscribe", K_UNSUB, bulk_unsubscribe, "reject", 0, 0,
+	  "Bulk mail (Precedence: bulk or list, or X-Ombud-Bulk: yes) "
+	  "without a List-Unsubscribe field holding an https: or mailto: "
+	  "URI: reject (550 5.7.1, Gmail's and Yahoo's bulk-sender rule) or "
+	  "warn (accept it, log smtp.bulk_warning)."),
 	G("max_commands", K_U64, max_commands, "10000", 10, UINT64_C(1) << 32,
 	  "Commands per session before 421 4.7.0 and disconnect."),
 	G("max_errors", K_U64, max_errors, "10", 1, 1000,
@@ -1149,6 +1155,17 @@ set_key(const struct kdef *k, void *obj, const char *v, struct perr *pe,
 		return 0;
 	case K_RTLS:
 		return set_rtls(k, field, v, pe, line);
+	case K_UNSUB:
+		if (!strcmp(v, "reject"))
+			*(enum bulk_unsub_mode *)(void *)field =
+			    BULK_UNSUB_REJECT;
+		else if (!strcmp(v, "warn"))
+			*(enum bulk_unsub_mode *)(void *)field =
+			    BULK_UNSUB_WARN;
+		else
+			return perr_set(pe, line, k->key,
+			    "'%s' is not reject or warn", v);
+		return 0;
 	case K_DATE:
 		if (parse_date(v, (int64_t *)(void *)field) != 0)
 			return perr_set(pe, line, k->key,

@@ -98,6 +98,9 @@ struct conf_listener {
 	int			line;		/* of the [listener] line */
 };
 
+/* bulk_unsubscribe: what bulk mail without List-Unsubscribe gets. */
+enum bulk_unsub_mode { BULK_UNSUB_REJECT = 0, BULK_UNSUB_WARN };
+
 struct conf {
 	char			*path;
 	char			*hostname;
@@ -112,6 +115,7 @@ struct conf {
 	uint64_t		max_command_line;
 	uint64_t		max_header_size;
 	uint64_t		max_header_count;
+	enum bulk_unsub_mode	bulk_unsubscribe;
 	uint64_t		max_commands;
 	uint64_t		max_errors;
 	uint64_t		max_sessions;

@@ -23,6 +23,7 @@
 #include "smtp/smtp_data.h"
 #include "smtp/sasl.h"
 #include "smtp/msg_header.h"
+#include "smtp/bulk.h"
 #include "tenant/tenant.h"
 #include "queue/envelope.h"
 #include "queue/queue_id.h"
@@ -252,6 +253,43 @@ session_policy_data(struct session *s, char *buf, size_t buflen)
 			return buf;
 		}
 	}
+	return NULL;
+}
+
+/*
+ * After DATA, for all mail: RFC 5322's origination fields and the
+ * bulk-sender rules (bulk.h) on the client's message (after our
+ * Received field); the fields it adds go right after Received, so the
+ * client's bytes follow unchanged but for removed X-Ombud-Bulk fields.
+ * NULL if accepted (s->content possibly rebuilt), else the reply.
+ */
+static const char *
+session_bulk_data(struct session *s, char *buf, size_t buflen)
+{
+	const struct conf *c = session_conf(s);
+	const char *msg = s->content.data + s->received_len;
+	size_t len = s->content.len - s->received_len;
+	struct bulk_check bc;
+	struct buf out;
+
+	if (bulk_check(msg, len, c->bulk_unsubscribe == BULK_UNSUB_WARN,
+	    &bc) != 0) {
+		snprintf(buf, buflen, "%s", bc.reply);
+		return buf;
+	}
+	if (bc.warning[0] != '\0')
+		log_event(LOG_LVL_WARN, "smtp.bulk_warning", "qid", s->env.id,
+		    "peer", s->peer, "company", s->tenant[0] ? s->tenant :
+		    NULL, "warning", bc.warning, NULL);
+	if (!bulk_changes(&bc))
+		return NULL;
+	buf_init(&out);
+	buf_reserve(&out, s->content.len + 512);
+	buf_add(&out, s->content.data, s->received_len);
+	bulk_added_fields(&bc, s->env.id, c->hostname, time(NULL), &out);
+	bulk_copy_message(&bc, msg, len, &out);
+	buf_free(&s->content);
+	s->content = out;
 	return NULL;
 }
 
@@ -773,6 +811,8 @@ session_data_done(struct session *s)
 	const char *rej = smtp_data_reject_reply(s->data.flags);
 	char pbuf[512];
 
+	if (rej == NULL)	/* the header's fields, bulk-sender rules */
+		rej = session_bulk_data(s, pbuf, sizeof(pbuf));
 	if (rej == NULL && (rej = session_policy_data(s, pbuf,
 	    sizeof(pbuf))) != NULL)
 		log_event(LOG_LVL_INFO, "smtp.policy_rejected", "qid",
