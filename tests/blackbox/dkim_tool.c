@@ -9,34 +9,22 @@
  *   dkim_tool sign KEYFILE DOMAIN SELECTOR ALGORITHM HCANON/BCANON
  *                                           sign stdin (taken as it is);
  *                                           print the signed message
- *   dkim_tool verify [ARGS]                 `ombud dkim verify ARGS`
- *                                           (cli_dkim_verify)
+ *
+ * Verifying is `ombud dkim verify`'s job (cli_dkim_verify.c).
  *
  * Must never: be installed or used outside the tests; alter the message
  * it signs (the signature field is put in front of the bytes read).
  */
 #include "auth/dkim.h"
-#include "cli/cli.h"
 #include "common/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define TOOL_IN_MAX	(64u << 20)
-
-/* cli_dkim_verify takes its configuration path from here; the tests
- * give it --dns (main.c's version also reads -c). */
-const char *
-cli_config_path(int *argc, char **argv)
-{
-	const char *p = getenv("OMBUD_CONF");
-
-	return p ? p : CLI_DEFAULT_CONF;
-}
 
 static int
 tool_read_fd(int fd, struct buf *b)
@@ -207,12 +195,9 @@ main(int argc, char **argv)
 	}
 	if (argc == 7 && strcmp(argv[1], "sign") == 0)
 		return tool_sign(argv + 2);
-	if (argc >= 2 && strcmp(argv[1], "verify") == 0)
-		return cli_dkim_verify(argc - 1, argv + 1);
 	fprintf(stderr, "usage: dkim_tool keygen rsa|ed25519 KEYFILE\n"
 	    "       dkim_tool txt KEYFILE\n"
 	    "       dkim_tool sign KEYFILE DOMAIN SELECTOR ALGORITHM "
-	    "HCANON/BCANON < msg\n"
-	    "       dkim_tool verify [--json] [--dns HOST:PORT] < msg\n");
+	    "HCANON/BCANON < msg\n");
 	return 2;
 }
