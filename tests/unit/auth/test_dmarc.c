@@ -321,8 +321,8 @@ static void
 test_psl_file(void **state)
 {
 	const char *path = getenv("TEST_PSL");
-	char line[1024], out[512], *p, *in, *want;
-	bool in_null, want_null;
+	char line[1024], out[512], *p, *in, *want = NULL;
+	bool in_null = false, want_null = false;
 	FILE *f;
 	int n = 0, bad = 0, lineno = 0, rc;
 
