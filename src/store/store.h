@@ -149,9 +149,12 @@ struct store *store_open(const char *uri, const char *key_file, char *err,
 void store_close(struct store *st);
 /* The last error's text (for STORE_ERROR / STORE_INVALID). */
 const char *store_error(const struct store *st);
-/* A number that changes whenever any connection committed a change
- * since the last call (SQLite: PRAGMA data_version + own writes), so a
- * server can refresh its in-memory view cheaply. */
+/* A number that changes whenever any connection committed a change to
+ * the tenant data (companies, domains, users, credentials, DKIM key
+ * states: every such change is audited, so it is the newest audit row's
+ * id), so a server can refresh its in-memory view cheaply.  Writes that
+ * no snapshot holds (metering, the time a check last saw a record) do
+ * not change it. */
 uint64_t store_version(struct store *st);
 
 /*

@@ -40,8 +40,7 @@
 
 struct sq {
 	sqlite3		*db;
-	sqlite3_stmt	*data_version;	/* PRAGMA data_version, kept */
-	uint64_t	 commits;	/* this handle's own commits */
+	sqlite3_stmt	*version_stmt;	/* the newest audit id, kept */
 };
 
 #define SQ(st)	((struct sq *)(st)->be)
@@ -329,11 +328,7 @@ sq_begin(struct store *st)
 static int
 sq_commit(struct store *st)
 {
-	int rc;
-
-	if ((rc = sq_exec(st, "COMMIT")) == STORE_OK)
-		SQ(st)->commits++;
-	return rc;
+	return sq_exec(st, "COMMIT");
 }
 
 /* Undo an open transaction, if any (a failed COMMIT may have ended it). */
@@ -548,22 +543,6 @@ sq_read_domain(struct store *st, sqlite3_stmt *s, struct domain *out)
 	return STORE_OK;
 }
 
-static int
-sq_read_cred(struct store *st, sqlite3_stmt *s, struct credential *out)
-{
-	memset(out, 0, sizeof(*out));
-	out->id = sqlite3_column_int64(s, 0);
-	if (!sq_col_text(s, 1, out->company, sizeof(out->company)) ||
-	    !sq_col_text(s, 2, out->application, sizeof(out->application)) ||
-	    !sq_col_text(s, 3, out->username, sizeof(out->username)) ||
-	    !sq_col_text(s, 4, out->hash, sizeof(out->hash)))
-		return store_fail(st, STORE_ERROR, "a credentials row in the "
-		    "database is malformed");
-	out->created = sqlite3_column_int64(s, 5);
-	out->revoked = sqlite3_column_int64(s, 6);
-	return STORE_OK;
-}
-
 /* A dkim_keys row (SQ_DKIM_COLS); the private key opened with_private. */
 static int
 sq_read_dkim(struct store *st, sqlite3_stmt *s, bool with_private,
@@ -592,6 +571,22 @@ sq_read_dkim(struct store *st, sqlite3_stmt *s, bool with_private,
 	    out->selector, out->domain);
 	return store_unseal_pem(st, sqlite3_column_blob(s, 11),
 	    (size_t)sqlite3_column_bytes(s, 11), what, &out->private_pem);
+}
+
+static int
+sq_read_cred(struct store *st, sqlite3_stmt *s, struct credential *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->id = sqlite3_column_int64(s, 0);
+	if (!sq_col_text(s, 1, out->company, sizeof(out->company)) ||
+	    !sq_col_text(s, 2, out->application, sizeof(out->application)) ||
+	    !sq_col_text(s, 3, out->username, sizeof(out->username)) ||
+	    !sq_col_text(s, 4, out->hash, sizeof(out->hash)))
+		return store_fail(st, STORE_ERROR, "a credentials row in the "
+		    "database is malformed");
+	out->created = sqlite3_column_int64(s, 5);
+	out->revoked = sqlite3_column_int64(s, 6);
+	return STORE_OK;
 }
 
 static int
@@ -932,6 +927,14 @@ fail:
  * Create the file with mode 0600 before SQLite does (it would use the
  * umask): it holds password hashes and sealed secrets, and the -wal and
  * -shm files SQLite makes next to it take the same mode.
+ *
+ * An existing file is only stat()ed, never opened: closing any
+ * descriptor of a file drops every POSIX lock the process holds on it,
+ * so an open+close here, while another connection of this process (the
+ * server's, when the meter opens its own) holds its SHARED lock, let
+ * another process's last close take the database's EXCLUSIVE lock and
+ * delete the -wal and -shm files under the server, which then never saw
+ * another commit.
  */
 static int
 sq_create_file(const char *path, char *err, size_t errlen)
@@ -939,17 +942,26 @@ sq_create_file(const char *path, char *err, size_t errlen)
 	struct stat sb;
 	int fd;
 
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY,
-	    0600)) < 0) {
-		snprintf(err, errlen, "store %s: %s", path, strerror(errno));
-		return -1;
+	if (stat(path, &sb) != 0) {
+		if (errno != ENOENT)
+			goto fail;
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC |
+		    O_NOCTTY, 0600);
+		if (fd < 0 && errno != EEXIST)
+			goto fail;
+		if (fd >= 0)
+			close(fd);	/* new: no lock of ours on it yet */
+		if (stat(path, &sb) != 0)
+			goto fail;
 	}
-	if (fstat(fd, &sb) == 0 && (sb.st_mode & 077) != 0)
+	if ((sb.st_mode & 077) != 0)
 		log_warnx("store %s: mode %03o lets group or others access "
 		    "it (chmod 600 %s)", path, (unsigned)(sb.st_mode & 0777),
 		    path);
-	close(fd);
 	return 0;
+fail:
+	snprintf(err, errlen, "store %s: %s", path, strerror(errno));
+	return -1;
 }
 
 static void
@@ -959,7 +971,7 @@ sq_close(struct store *st)
 
 	if (q == NULL)
 		return;
-	sqlite3_finalize(q->data_version);
+	sqlite3_finalize(q->version_stmt);
 	if (sqlite3_close(q->db) != SQLITE_OK) {
 		log_warnx("store: closing the database: %s",
 		    sqlite3_errmsg(q->db));
@@ -1029,7 +1041,8 @@ sq_open(struct store *st, const char *path, char *err, size_t errlen)
 	}
 	if (sq_migrate(st, path, err, errlen) != 0)
 		goto fail;
-	if ((q->data_version = sq_prep(st, "PRAGMA data_version")) == NULL) {
+	if ((q->version_stmt = sq_prep(st, "SELECT coalesce(max(id), 0) FROM "
+	    "audit")) == NULL) {
 		snprintf(err, errlen, "store %s: %s", path, st->err);
 		goto fail;
 	}
@@ -1040,22 +1053,28 @@ fail:
 	return rc;
 }
 
-/* data_version changes when another connection commits, the counter
- * when this one does: together they change on any commit. */
+/*
+ * The newest audit row: every change of tenant data writes one in its
+ * own transaction.  (PRAGMA version_stmt was used first: it also moves
+ * for the meter's writes, reloading the snapshot for nothing, and in
+ * WAL mode it was seen to miss another process's commit when the
+ * connection's read transactions noticed it first.)  An error reads as
+ * 0: the next call's real value differs and reloads.
+ */
 static uint64_t
 sq_version(struct store *st)
 {
 	struct sq *q = SQ(st);
-	uint64_t dv = 0;
+	uint64_t v = 0;
 
-	sqlite3_reset(q->data_version);
-	if (sqlite3_step(q->data_version) == SQLITE_ROW)
-		dv = (uint64_t)sqlite3_column_int64(q->data_version, 0);
+	sqlite3_reset(q->version_stmt);
+	if (sqlite3_step(q->version_stmt) == SQLITE_ROW)
+		v = (uint64_t)sqlite3_column_int64(q->version_stmt, 0);
 	else
-		log_warnx("store: PRAGMA data_version: %s",
+		log_warnx("store: the audit log's newest row: %s",
 		    sqlite3_errmsg(q->db));
-	sqlite3_reset(q->data_version);
-	return (dv << 32) + q->commits;
+	sqlite3_reset(q->version_stmt);
+	return v;
 }
 
 /* ---- metering and billing ---------------------------------------------- */

@@ -9,6 +9,7 @@
  * the audit log; the wrong key cannot decrypt; a readable key file is
  * refused; no key, no secrets), argument validation, store_version.
  */
+#include <sys/wait.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1419,6 +1420,46 @@ test_dkim_keys(void **state)
 	sqlite3_close(db);
 }
 
+/* A second handle on the database in the same process (the server's
+ * meter) must not drop the first one's locks: another process's last
+ * close would then delete the -wal and -shm under it, and the first
+ * would never see another commit. */
+static void
+test_two_handles_one_process(void **state)
+{
+	char path[256], uri[300], wal[300];
+	struct store *a, *b;
+	uint64_t va;
+	pid_t pid;
+	int status;
+
+	(void)state;
+	new_db(path, sizeof(path), uri, sizeof(uri));
+	a = open_uri(uri, key_path);
+	va = store_version(a);
+	b = open_uri(uri, key_path);
+	/* another process (not a fork: it would share SQLite's lock
+	 * bookkeeping) writes and closes */
+	if ((pid = fork()) == 0) {
+		execl("/usr/bin/python3", "python3", "-c",
+		    "import sqlite3, sys\n"
+		    "c = sqlite3.connect(sys.argv[1])\n"
+		    "c.execute(\"INSERT INTO audit (at, actor, action, detail) "
+		    "VALUES (1, 'other', 'test.write', '{}')\")\n"
+		    "c.commit()\n"
+		    "c.close()\n", path, (char *)NULL);
+		_exit(127);
+	}
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	assert_int_equal(access(wal, F_OK), 0);	/* not deleted under a */
+	assert_true(store_version(a) != va);	/* a sees the commit */
+	store_close(b);
+	store_close(a);
+}
+
 int
 main(void)
 {
@@ -1436,6 +1477,7 @@ main(void)
 		cmocka_unit_test(test_validation),
 		cmocka_unit_test(test_version),
 		cmocka_unit_test(test_dkim_keys),
+		cmocka_unit_test(test_two_handles_one_process),
 	};
 
 	return cmocka_run_group_tests(tests, setup, tmpdir_remove);
