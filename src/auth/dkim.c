@@ -756,10 +756,13 @@ dkim_tag_piece(struct buf *out, size_t *col, struct buf *tmp,
 	dkim_fold(out, col, tmp->data, tmp->len, spaced);
 }
 
+/* List-Unsubscribe and List-Unsubscribe-Post must be signed for one-click
+ * unsubscription to be honoured (RFC 8058 4). */
 static const char *const dkim_default_headers[] = {
 	"from", "reply-to", "subject", "date", "to", "cc", "message-id",
 	"in-reply-to", "references", "mime-version", "content-type",
-	"content-transfer-encoding", NULL
+	"content-transfer-encoding", "list-unsubscribe",
+	"list-unsubscribe-post", "list-id", "sender", NULL
 };
 
 static bool

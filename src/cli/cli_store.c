@@ -878,6 +878,7 @@ cli_domain_json(const struct domain *d)
 	json_object_set_new(o, "created", json_integer(d->created));
 	json_object_set_new(o, "spf_ok", json_boolean(d->spf_ok));
 	json_object_set_new(o, "dkim_ok", json_boolean(d->dkim_ok));
+	json_object_set_new(o, "dmarc_ok", json_boolean(d->dmarc_ok));
 	json_object_set_new(o, "checked_at", json_integer(d->checked_at));
 	return o;
 }

@@ -1912,6 +1912,12 @@ scheduler_stop(struct scheduler *s, void (*idle_cb)(void *), void *arg)
 	evtimer_del(s->tick_ev);
 }
 
+struct dns *
+scheduler_dns(struct scheduler *s)
+{
+	return s->dns;
+}
+
 void
 scheduler_stats(const struct scheduler *s, struct scheduler_stats *out)
 {

@@ -70,6 +70,8 @@ int scheduler_delete(struct scheduler *s, const char *id);
 void scheduler_stop(struct scheduler *s, void (*idle_cb)(void *),
     void *arg);
 size_t scheduler_inflight(const struct scheduler *s);
+/* The scheduler's resolver (shared by the domain checks). */
+struct dns *scheduler_dns(struct scheduler *s);
 
 struct scheduler_stats {
 	size_t		queued;		/* messages known */

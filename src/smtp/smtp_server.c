@@ -21,6 +21,7 @@
 #include "mta/scheduler.h"
 #include "store/store.h"
 #include "tenant/tenant.h"
+#include "tenant/domain_watch.h"
 #include "common/secretbox.h"
 #include "queue/spool.h"
 #include "table/credentials.h"
@@ -353,6 +354,8 @@ server_signal_cb(evutil_socket_t sig, short what, void *arg)
 			srv_conf_unref(sc);
 			return;
 		}
+		if (srv->dwatch != NULL)
+			domain_watch_set_conf(srv->dwatch, sc->conf);
 		srv_conf_unref(srv->cfg);
 		srv->cfg = sc;
 		log_set_format(c->log_format);
@@ -555,6 +558,8 @@ server_run(const char *conf_path, const char *log_format_override)
 	}
 	if (meter_recover(srv.meter, srv.spool, srv.tenants) != 0)
 		goto out;
+	srv.dwatch = domain_watch_new(srv.base, scheduler_dns(srv.sched),
+	    srv.store, c);
 	if (scheduler_rebuild(srv.sched) != 0)
 		log_warn("scheduler: rebuilding from the spool");
 	srv.workq = workq_new(srv.base, (int)c->auth_workers);
@@ -585,6 +590,7 @@ out:
 	if (srv.workq)
 		workq_free(srv.workq);
 	meter_free(srv.meter);		/* enqueues: before the scheduler */
+	domain_watch_free(srv.dwatch);	/* uses the scheduler's DNS */
 	scheduler_free(srv.sched);	/* before the spool it uses */
 	if (srv.ev_tenants)
 		event_free(srv.ev_tenants);

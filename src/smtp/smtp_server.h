@@ -55,6 +55,7 @@ struct server {
 	struct meter		*meter;		/* counts for the bill */
 	struct store		*store;		/* tenant database */
 	struct tenants		*tenants;	/* its current snapshot */
+	struct domain_watch	*dwatch;	/* periodic domain checks */
 	uint64_t		 store_version;
 	struct event		*ev_tenants;	/* refresh check */
 	struct workq		*workq;

@@ -392,6 +392,8 @@ class Gateway:
             # never a real resolver: port 9 on loopback answers nothing
             "delivery": "no",
             "dns_servers": "127.0.0.1:9",
+            # no periodic domain checks: a test that wants them asks
+            "domain_check_interval": "0",
         }
         g.update(self.overrides)
         g.update(overrides or {})

@@ -241,9 +241,9 @@ class DnsServer(_Peer):
             a.append(f"--txt-record={name},{text}")
         return a
 
-    def start(self, timeout=10):
+    def start(self, timeout=10, port=None):
         for attempt in range(5):
-            self.port = free_port()
+            self.port = port or free_port()
             with open(os.path.join(self.dir, "dnsmasq.out"), "ab") as out:
                 self.proc = subprocess.Popen(
                     self.args(), stdin=subprocess.DEVNULL, stdout=out,
@@ -261,6 +261,7 @@ class DnsServer(_Peer):
             out = _tail(os.path.join(self.dir, "dnsmasq.out"))
             _stop_proc(self.proc)
             if "Address already in use" in out and attempt < 4:
+                time.sleep(0.2)
                 continue
             raise AssertionError(f"dnsmasq did not answer on "
                                  f"{self.servers}:\n{out}\n{_tail(self.log)}")
@@ -268,6 +269,13 @@ class DnsServer(_Peer):
 
     def stop(self):
         _stop_proc(self.proc)
+
+    def reload(self, records):
+        """Serve records instead, on the same port (dnsmasq restarted:
+        it has no way to change its records while running)."""
+        self.records = {k: list(v) for k, v in records.items()}
+        _stop_proc(self.proc)
+        return self.start(port=self.port)
 
     def describe(self):
         return f"--- dnsmasq {self.servers} log tail:\n{_tail(self.log, 20)}"
@@ -1149,6 +1157,14 @@ class DeliveryTestCase(_gateway_case()):
 
     def dns(self, records, **kw):
         return self.peer(DnsServer(records, **kw))
+
+    def cli(self, gw, *args, input=None, ok=True):
+        """`ombud ARGS -c <gw's config>`; with ok, it must exit 0."""
+        p = gw.ombud(*args, "-c", gw.conf_path, input=input)
+        if ok and p.returncode != 0:
+            raise AssertionError(f"ombud {' '.join(args)} exited "
+                                 f"{p.returncode}: {p.stdout}{p.stderr}")
+        return p
 
     def sink(self, host, port=None, flags=(), **kw):
         return self.peer(SmtpSink(host, port, flags=flags, **kw))

@@ -41,13 +41,6 @@ def records():
                      "needs smtp-sink (postfix) and dnsmasq (dnsmasq-base)")
 class Tenants(DeliveryTestCase):
 
-    def cli(self, gw, *args, input=None, ok=True):
-        p = gw.ombud(*args, "-c", gw.conf_path, input=input)
-        if ok and p.returncode != 0:
-            raise AssertionError(f"ombud {' '.join(args)} exited "
-                                 f"{p.returncode}: {p.stdout}{p.stderr}")
-        return p
-
     def company(self, gw, cid, domains, password, route=None):
         """A company with domains and a submission credential cid-app."""
         self.cli(gw, "company", "add", cid, "--name", f"Company {cid}")
