@@ -179,6 +179,70 @@ test_rfc8463_sign(void **state)
 	buf_free(&txt);
 }
 
+/*
+ * RFC 6376 Appendix A.2 with errata 3192 (one space in "game. Are", as
+ * the example's bh= was computed) and 4926 (the Appendix C key): the
+ * key record is the public half of the Appendix C private key.
+ */
+static const char rfc6376_txt[] =
+    "v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDwIRP/UC3SB"
+    "sEmGqZ9ZJW3/DkMoGeLnQg1fWn7/zYtIxN2SnFCjxOCKG9v3b4jYfcTNh5ijSsq631u"
+    "BItLa7od+v/RtdC2UzJ1lWT947qR+Rcac2gbto/NMqJ0fzfVjH4OuKhitdY9tf6mcwG"
+    "jaNBcWToIMmPSPDdQPNUYckcQ2QIDAQAB";
+static const char rfc6376_signed[] =
+    "DKIM-Signature: v=1; a=rsa-sha256; s=brisbane; d=example.com;\r\n"
+    "      c=simple/simple; q=dns/txt; i=joe@football.example.com;\r\n"
+    "      h=Received : From : To : Subject : Date : Message-ID;\r\n"
+    "      bh=2jUSOH9NhtVGCQWNr9BrIAPreKQjO6Sn7XIkfJVOzv8=;\r\n"
+    "      b=AuUoFEfDxTDkHlLXSZEpZj79LICEps6eda7W3deTVFOk4yAUoqOB\r\n"
+    "        4nujc7YopdG5dWLSdNg6xNAZpOPr+kHxt1IrE+NahM6L/LbvaHut\r\n"
+    "        KVdkLLkpVaVVQPzeRDI009SO2Il5Lu7rDNH6mZckBdrIx0orEtZV\r\n"
+    "        4bmp/YzhwvcubU4=;\r\n"
+    "Received: from client1.football.example.com  [192.0.2.1]\r\n"
+    "      by submitserver.example.com with SUBMISSION;\r\n"
+    "      Fri, 11 Jul 2003 21:01:54 -0700 (PDT)\r\n"
+    "From: Joe SixPack <joe@football.example.com>\r\n"
+    "To: Suzie Q <suzie@shopping.example.net>\r\n"
+    "Subject: Is dinner ready?\r\n"
+    "Date: Fri, 11 Jul 2003 21:00:37 -0700 (PDT)\r\n"
+    "Message-ID: <20030712040037.46341.5F8J@football.example.com>\r\n"
+    "\r\n"
+    "Hi.\r\n"
+    "\r\n"
+    "We lost the game. Are you hungry yet?\r\n"
+    "\r\n"
+    "Joe.\r\n";
+
+static void
+test_rfc6376_verify(void **state)
+{
+	struct keys k = { { "brisbane" }, { rfc6376_txt } };
+	struct dkim_result r[2];
+	char *bad;
+
+	(void)state;
+	assert_int_equal(dkim_verify(rfc6376_signed, strlen(rfc6376_signed),
+	    lookup, &k, 0, r, 2), 1);
+	assert_int_equal(r[0].status, DKIM_PASS);
+	assert_string_equal(r[0].domain, "example.com");
+	/* the text as first published (two spaces): the body hash fails,
+	 * which is what erratum 3192 reports */
+	bad = xmalloc(strlen(rfc6376_signed) + 2);
+	{
+		const char *at = strstr(rfc6376_signed, "game. Are");
+		size_t n = (size_t)(at - rfc6376_signed) + 5;
+
+		memcpy(bad, rfc6376_signed, n);
+		bad[n] = ' ';
+		strcpy(bad + n + 1, at + 5);
+	}
+	assert_int_equal(dkim_verify(bad, strlen(bad), lookup, &k, 0, r, 2),
+	    1);
+	assert_int_equal(r[0].status, DKIM_FAIL);
+	assert_string_equal(r[0].reason, "body hash mismatch");
+	free(bad);
+}
+
 static void
 test_rfc8463_verify(void **state)
 {
@@ -558,6 +622,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rfc8463_sign),
 		cmocka_unit_test(test_rfc8463_verify),
+		cmocka_unit_test(test_rfc6376_verify),
 		cmocka_unit_test(test_body_canon),
 		cmocka_unit_test(test_header_canon),
 		cmocka_unit_test(test_roundtrip),
