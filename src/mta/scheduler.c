@@ -35,6 +35,7 @@
 #include "mta/oauth.h"
 #include "mta/schedq.h"
 #include "mta/signer.h"
+#include "auth/dmarc.h"
 #include "conf/conf.h"
 #include "dns/dns.h"
 #include "queue/queue_id.h"
@@ -1599,8 +1600,13 @@ delivery_signed(void *arg, struct buf *content,
 		    res->domain, "selectors", res->selectors, NULL);
 		break;
 	case SIGNER_NO_KEY:
+		/* without DKIM, DMARC rests on SPF alone: it passes only if
+		 * the envelope domain aligns with the From domain */
 		log_event(LOG_LVL_WARN, "dkim.unsigned", "qid", qid, "domain",
-		    res->domain, "reason", "the domain has no active DKIM key "
+		    res->domain, "spf_aligned", tenant_addr_domain(
+		    d->env.mail_from) != NULL && dmarc_aligned(res->domain,
+		    tenant_addr_domain(d->env.mail_from), DMARC_ALIGN_RELAXED) ?
+		    "yes" : "no", "reason", "the domain has no active DKIM key "
 		    "(ombud dkim keygen, publish, ombud domain check)", NULL);
 		break;
 	case SIGNER_NO_FROM:

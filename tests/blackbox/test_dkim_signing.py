@@ -142,7 +142,7 @@ class DkimSigning(DeliveryTestCase):
         # pending keys do not sign: unsigned, with a warning
         qid, data = self.send(gw, 0)
         self.assertEqual(self.signatures(data), [])
-        self.wait_event(gw, "dkim.unsigned", qid=qid)
+        self.wait_event(gw, "dkim.unsigned", qid=qid, spf_aligned="yes")
 
         # published and seen: active, and the mail is signed twice
         self.dnssrv.reload(self.records(dkim_keys=keys))
