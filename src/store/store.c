@@ -147,6 +147,18 @@ store_fail(struct store *st, int rc, const char *fmt, ...)
 	return rc;
 }
 
+int
+store_read_begin(struct store *st)
+{
+	return st->ops->read_begin(st);
+}
+
+void
+store_read_end(struct store *st)
+{
+	st->ops->read_end(st);
+}
+
 const char *
 store_error(const struct store *st)
 {

@@ -156,6 +156,11 @@ const char *store_error(const struct store *st);
  * no snapshot holds (metering, the time a check last saw a record) do
  * not change it. */
 uint64_t store_version(struct store *st);
+/* Several reads that must see one state of the database (the tenant
+ * snapshot): between begin and end no other commit is seen.  A store
+ * rc; end also when begin failed. */
+int store_read_begin(struct store *st);
+void store_read_end(struct store *st);
 
 /*
  * Metering and billing (src/billing/; docs/ARCHITECTURE.md, "Metering

@@ -34,6 +34,8 @@ struct store_ops {
 			    size_t errlen);
 	void		 (*close)(struct store *st);
 	uint64_t	 (*version)(struct store *st);
+	int		 (*read_begin)(struct store *st);
+	void		 (*read_end)(struct store *st);
 	/* metering and billing */
 	int (*meter_add)(struct store *st, const struct meter_rec *r,
 	    size_t n, size_t *added, size_t *late);

@@ -1077,6 +1077,20 @@ sq_version(struct store *st)
 	return v;
 }
 
+/* A deferred transaction: the first read takes the WAL snapshot that
+ * every read until sq_read_end sees. */
+static int
+sq_read_begin(struct store *st)
+{
+	return sq_exec(st, "BEGIN DEFERRED");
+}
+
+static void
+sq_read_end(struct store *st)
+{
+	sq_rollback(st);	/* nothing was written: ends the snapshot */
+}
+
 /* ---- metering and billing ---------------------------------------------- */
 
 /* The end of a loop over rows: r, the last sqlite3_step, is a row (the
@@ -2380,6 +2394,8 @@ const struct store_ops store_sqlite_ops = {
 	.open = sq_open,
 	.close = sq_close,
 	.version = sq_version,
+	.read_begin = sq_read_begin,
+	.read_end = sq_read_end,
 	.meter_add = sq_meter_add,
 	.usage_list = sq_usage_list,
 	.route_history = sq_route_history,
