@@ -21,13 +21,21 @@
 #include "queue/spool.h"
 #include "tenant/tenant.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
 #define METER_RETRY_SEC		1
+/* A batch starts at least this long after the one before, so under load
+ * the store commits (each an fsync of the WAL) at most 100 times a second
+ * however many messages arrive, and a quiet server still counts a lone
+ * message at once.  The price: a message may wait this long more before
+ * its delivery is scheduled. */
+#define METER_GAP_MSEC		10
 #define METER_RECOVER_CHUNK	10000
 
 /* Records waiting for the store, with what the scheduler needs. */
@@ -42,6 +50,7 @@ struct meter_batch {
 	struct meter_queue	 q;
 	int			 rc;
 	size_t			 added, late;
+	int64_t			 cpu;		/* the worker's, usec */
 	char			 err[256];
 };
 
@@ -51,14 +60,38 @@ struct meter {
 	struct store		*st;		/* the worker's (one at a time) */
 	struct workq		*wq;		/* one thread */
 	struct event		*ev_retry;
+	struct event		*ev_gap;	/* the next batch's start */
+	int64_t			 started;	/* the last batch's, ms */
 	struct meter_queue	 pending;
 	struct meter_batch	*inflight;
 	bool			 closing;
+	bool			 named;		/* the worker's, by it */
 	struct billing_day	 day;		/* cache */
 	struct meter_stats	 stats;
 };
 
 static void meter_kick(struct meter *m);
+
+/* CPU time of the calling thread (user + system), usec. */
+static int64_t
+thread_cpu_usec(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+		return 0;
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* A timer's callback gets (fd, events, arg): meter_kick itself, cast,
+ * would take the fd for the meter. */
+static void
+meter_timer_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	meter_kick(arg);
+}
 
 static void
 meter_queue_add(struct meter_queue *q, const struct meter_rec *r,
@@ -151,8 +184,8 @@ meter_new(struct event_base *base, const struct conf *c,
 		snprintf(err, errlen, "meter: %s", store_error(m->st));
 		goto fail;
 	}
-	m->ev_retry = evtimer_new(base, (event_callback_fn)(void (*)(void))
-	    meter_kick, m);
+	m->ev_retry = evtimer_new(base, meter_timer_cb, m);
+	m->ev_gap = evtimer_new(base, meter_timer_cb, m);
 	m->wq = workq_new(base, 1);
 	return m;
 fail:
@@ -167,11 +200,17 @@ meter_work(void *arg)
 {
 	struct meter_batch *b = arg;
 	struct meter *m = b->m;
+	int64_t t0 = thread_cpu_usec();
 
+	if (!m->named) {	/* its own name in top -H and /proc (bench) */
+		(void)pthread_setname_np(pthread_self(), "ombud-meter");
+		m->named = true;
+	}
 	b->rc = store_meter_add(m->st, b->q.recs, b->q.n, &b->added,
 	    &b->late);
 	if (b->rc != STORE_OK)
 		snprintf(b->err, sizeof(b->err), "%s", store_error(m->st));
+	b->cpu = thread_cpu_usec() - t0;
 }
 
 static void
@@ -201,6 +240,7 @@ meter_done(void *arg)
 	struct timeval tv = { METER_RETRY_SEC, 0 };
 
 	m->inflight = NULL;
+	m->stats.cpu_usec += (uint64_t)b->cpu;
 	if (b->rc != STORE_OK) {
 		m->stats.failures++;
 		log_event(LOG_LVL_WARN, "meter.failed", "messages", NULL,
@@ -229,10 +269,20 @@ static void
 meter_kick(struct meter *m)
 {
 	struct meter_batch *b;
+	int64_t now, wait;
 
 	if (m->closing || m->inflight != NULL || m->pending.n == 0 ||
-	    evtimer_pending(m->ev_retry, NULL))
+	    evtimer_pending(m->ev_retry, NULL) ||
+	    evtimer_pending(m->ev_gap, NULL))
 		return;
+	now = now_msec_mono();
+	if ((wait = m->started + METER_GAP_MSEC - now) > 0) {
+		struct timeval tv = { 0, (suseconds_t)wait * 1000 };
+
+		evtimer_add(m->ev_gap, &tv);
+		return;
+	}
+	m->started = now;
 	b = xcalloc(1, sizeof(*b));
 	b->m = m;
 	b->q = m->pending;
@@ -327,11 +377,30 @@ meter_free(struct meter *m)
 		workq_free(m->wq);	/* the batch in flight completes */
 	if (m->ev_retry != NULL)
 		event_free(m->ev_retry);
+	if (m->ev_gap != NULL)
+		event_free(m->ev_gap);
 	/* what is pending is written now; were it not, the restart's
 	 * recovery would count it (those messages were never tried) */
 	if (m->pending.n > 0)
 		(void)meter_write_now(m, &m->pending);
 	meter_queue_free(&m->pending);
+	if (m->on) {
+		char c[32], d[32], b[32], f[32], u[32];
+
+		snprintf(c, sizeof(c), "%llu", (unsigned long long)
+		    m->stats.counted);
+		snprintf(d, sizeof(d), "%llu", (unsigned long long)
+		    m->stats.duplicates);
+		snprintf(b, sizeof(b), "%llu", (unsigned long long)
+		    m->stats.batches);
+		snprintf(f, sizeof(f), "%llu", (unsigned long long)
+		    m->stats.failures);
+		snprintf(u, sizeof(u), "%llu", (unsigned long long)
+		    m->stats.cpu_usec);
+		log_event(LOG_LVL_INFO, "meter.stopped", "counted", c,
+		    "duplicates", d, "batches", b, "failures", f,
+		    "worker_cpu_us", u, NULL);
+	}
 	if (m->st != NULL)
 		store_close(m->st);
 	free(m);

@@ -73,6 +73,7 @@ struct meter_stats {
 	uint64_t	late;		/* of a closed month: skipped */
 	uint64_t	batches;	/* transactions */
 	uint64_t	failures;	/* failed ones (retried) */
+	uint64_t	cpu_usec;	/* the worker thread's CPU time */
 };
 void meter_stats(const struct meter *m, struct meter_stats *out);
 

@@ -18,6 +18,7 @@ import io
 import json
 import os
 import re
+import sqlite3
 import time
 import unittest
 
@@ -226,6 +227,29 @@ class Billing(unittest.TestCase):
         u, _ = self.usage(gw, NOW_OCT)
         self.assertEqual(u["smart"]["bill"]["emails"], 2)
         gw.stop()
+
+    def test_store_busy_retried(self):
+        """A batch that fails (the database locked by another writer for
+        longer than the busy timeout) is retried by the meter's timer
+        until it is written: counted once, the server still up.  (The
+        retry timer used to call meter_kick with the timer's fd as the
+        meter: a crash.)"""
+        gw = self.gateway(NOW_OCT, [("plat", "platform-relay")])
+        db = sqlite3.connect(os.path.join(gw.dir, "ombud.db"),
+                             isolation_level=None, timeout=10)
+        db.execute("BEGIN IMMEDIATE")       # the write lock, held
+        try:
+            self.send(gw, "plat", ["a@gmail.com", "b@dest.test"], n=3)
+            gw.wait_log(r"event=meter\.failed", timeout=30)
+        finally:
+            db.execute("ROLLBACK")
+            db.close()
+        u = self.wait_emails(gw, NOW_OCT, {"plat": 6}, timeout=30)
+        self.assertEqual(u["plat"]["gmail"][0]["emails"], 3)
+        self.assertTrue(gw.running())
+        gw.stop()
+        self.assertRegex(gw.log_text(), r"event=meter\.stopped counted=3 "
+                         r"duplicates=0 batches=\d+ failures=[1-9]")
 
 
 if __name__ == "__main__":
