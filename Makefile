@@ -6,6 +6,7 @@
 #   make bench  release build + bench/accept.sh (ombud vs Postfix)
 #   make bench-deliver  release build + bench/deliver.sh (end to end)
 #   make bench-dkim  release build + bench/dkim.sh (DKIM signatures/s vs openssl speed)
+#   make bench-billing  release build + bench/billing.sh (metering's CPU overhead)
 #   make fuzz   libFuzzer builds of every parser (clang), a short run each
 #
 # Dependencies come from Debian 12's packages; apt-get runs only when a
@@ -24,7 +25,7 @@ TEST_PKGS  := $(BUILD_PKGS) python3 swaks postfix strace dnsmasq-base clang libc
 	sasl2-bin libsasl2-modules libsasl2-modules-db python3-dkim python3-spf python3-yaml python3-dnspython \
 	opendkim-tools iproute2
 
-.PHONY: all deps test-deps build release run test bench bench-deliver bench-dkim fuzz clean
+.PHONY: all deps test-deps build release run test bench bench-deliver bench-dkim bench-billing fuzz clean
 
 all: build
 
@@ -76,6 +77,9 @@ bench-deliver: test-deps release
 
 bench-dkim: deps release
 	bench/dkim.sh $(RELEASE)/bench/dkim_bench
+
+bench-billing: test-deps release
+	bench/billing.sh $(RELEASE)/ombud
 
 $(FUZZBUILD)/build.ninja:
 	CC=clang meson setup $(FUZZBUILD) -Dbuildtype=debug -Dfuzz=true \
