@@ -25,6 +25,7 @@
 # Needs root (Postfix's master runs as root and drops to mail_owner), the
 # postfix package (postfix, postconf, postsuper, smtp-source) and python3.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 OMBUD=${1:-build-release/ombud}
 MESSAGES=${MESSAGES:-20000}
@@ -36,8 +37,6 @@ KEEP=${KEEP:-0}
 OMBUD_CONF_EXTRA=${OMBUD_CONF_EXTRA:-}	# e.g. "commit_delay_us = 200"
 FROM=a@example.com
 TO=b@example.net
-
-die() { echo "accept.sh: $*" >&2; exit 1; }
 
 [ -x "$OMBUD" ] || die "no ombud binary at '$OMBUD' (make release, or pass its path)"
 OMBUD=$(cd "$(dirname "$OMBUD")" && pwd)/$(basename "$OMBUD")
@@ -72,12 +71,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-	"$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-now() { date +%s.%N; }
-calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
 rate() { awk "BEGIN { printf \"%.1f\", $1 / $2 }"; }
 
 # run_source PORT [COUNT]: one timed smtp-source run; sets ELAPSED (s).
@@ -97,7 +90,7 @@ run_source() {
 # ---------------------------------------------------------------- Postfix
 
 postfix_setup() {
-	PFX_PORT=$(free_port)
+	free_port PFX_PORT
 	mkdir -p "$PFX/conf"
 	cat > "$PFX/conf/main.cf" <<-EOF
 	# private benchmark instance written by bench/accept.sh
@@ -185,22 +178,9 @@ postfix_held() { find "$PFX/queue/hold" -type f | wc -l; }
 
 # ------------------------------------------------------------------ ombud
 
-wait_port() {
-	"$PY" - "$1" <<-'EOF'
-	import socket, sys, time
-	for _ in range(200):
-	    try:
-	        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()
-	        sys.exit(0)
-	    except OSError:
-	        time.sleep(0.05)
-	sys.exit(1)
-	EOF
-}
-
 ombud_start() {	# fresh spool each time
 	local dir=$OMB/$1
-	OMB_PORT=$(free_port)
+	free_port OMB_PORT
 	mkdir -p "$dir"
 	cat > "$dir/ombud.conf" <<-EOF
 	hostname = bench.localhost
@@ -228,14 +208,6 @@ ombud_start() {	# fresh spool each time
 	done
 	cat "$dir/serve.log" >&2
 	die "ombud did not start"
-}
-
-ombud_stop() {	# SIGTERM; the exit status must be 0
-	local rc=0
-	kill -TERM "$OMBUD_PID"
-	wait "$OMBUD_PID" || rc=$?
-	OMBUD_PID=
-	[ "$rc" = 0 ] || die "ombud exited $rc after SIGTERM"
 }
 
 ombud_accepted() { grep -c 'event=smtp.accepted' "$OMB/$1/serve.log" || true; }
@@ -266,8 +238,6 @@ measure_postfix() {	# sets RATE; a fresh queue and instance
 	postfix_stop || die "cannot stop postfix"
 	RATE=$(rate "$MESSAGES" "$ELAPSED")
 }
-
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 postfix_setup
 

@@ -41,6 +41,7 @@
 # Everything listens on 127.0.0.1/127.0.0.2 and free ports; ombud's
 # resolver is the private dnsmasq, which answers nothing else.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 OMBUD=${1:-build-release/ombud}
 RECIPIENTS=${RECIPIENTS:-100000}
@@ -55,8 +56,6 @@ KEEP=${KEEP:-0}
 OMBUD_CONF_EXTRA=${OMBUD_CONF_EXTRA:-}
 MX_IP=127.0.0.2
 HERE=$(cd "$(dirname "$0")" && pwd)
-
-die() { echo "billing.sh: $*" >&2; exit 1; }
 
 [ -x "$OMBUD" ] || die "no ombud binary at '$OMBUD' (make release, or pass its path)"
 OMBUD=$(cd "$(dirname "$OMBUD")" && pwd)/$(basename "$OMBUD")
@@ -87,28 +86,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# free_port VAR [IP]: a TCP port free on IP a moment ago
-free_port() {
-	local p
-	p=$("$PY" -c 'import socket, sys; s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "${2:-127.0.0.1}")
-	printf -v "$1" '%s' "$p"
-}
-
-wait_port() {	# IP PORT: until something accepts there (10 s)
-	"$PY" -c '
-import socket, sys, time
-for _ in range(200):
-    try:
-        socket.create_connection((sys.argv[1], int(sys.argv[2])), 1).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.05)
-sys.exit(1)' "$1" "$2"
-}
-
-calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 # cpu_ticks PID: utime + stime of the whole process (all threads)
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
@@ -223,14 +200,6 @@ ombud_start() {	# DIR
 	done
 	cat "$dir/serve.log" >&2
 	die "ombud did not start"
-}
-
-ombud_stop() {	# SIGTERM; the exit status must be 0
-	local rc=0
-	kill -TERM "$OMBUD_PID"
-	wait "$OMBUD_PID" || rc=$?
-	OMBUD_PID=
-	[ "$rc" = 0 ] || die "ombud exited $rc after SIGTERM"
 }
 
 delivered() { grep -c 'event=delivery.delivered' "$1/serve.log" || true; }

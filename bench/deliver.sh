@@ -35,6 +35,7 @@
 # Needs root (Postfix's master), the postfix package (postfix, postconf,
 # smtp-source, smtp-sink) and python3.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 OMBUD=${1:-build-release/ombud}
 MESSAGES=${MESSAGES:-40000}
@@ -48,8 +49,6 @@ TIMEOUT=${TIMEOUT:-600}
 OMBUD_CONF_EXTRA=${OMBUD_CONF_EXTRA:-}
 FROM=a@example.com
 TO=b@example.net
-
-die() { echo "deliver.sh: $*" >&2; exit 1; }
 
 [ -x "$OMBUD" ] || die "no ombud binary at '$OMBUD' (make release, or pass its path)"
 OMBUD=$(cd "$(dirname "$OMBUD")" && pwd)/$(basename "$OMBUD")
@@ -81,29 +80,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# free_port VAR: a TCP port on 127.0.0.1 that was free a moment ago
-free_port() {
-	local p
-	p=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-	printf -v "$1" '%s' "$p"
-}
-
-# wait_port PORT: until something accepts on 127.0.0.1:PORT (10 s)
-wait_port() {
-	"$PY" -c '
-import socket, sys, time
-for _ in range(200):
-    try:
-        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.05)
-sys.exit(1)' "$1"
-}
-
-now() { date +%s.%N; }
-calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
 
 # ------------------------------------------------------------------ sink
 
@@ -281,14 +257,6 @@ ombud_start() {	# fresh spool each time; delivery to the current sink
 	die "ombud did not start"
 }
 
-ombud_stop() {	# SIGTERM; the exit status must be 0
-	local rc=0
-	kill -TERM "$OMBUD_PID"
-	wait "$OMBUD_PID" || rc=$?
-	OMBUD_PID=
-	[ "$rc" = 0 ] || die "ombud exited $rc after SIGTERM"
-}
-
 ombud_count() { grep -c "event=$2" "$OMB/$1/serve.log" || true; }
 
 # ------------------------------------------------------------------ runs
@@ -330,8 +298,6 @@ measure_postfix() {	# sets RATE, ARATE
 	sink_stop
 	RATE=$(calc "$MESSAGES / $ELAPSED") ARATE=$(calc "$MESSAGES / $ACCEPT")
 }
-
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 echo "ombud vs Postfix: messages per second accepted and delivered to a sink"
 echo "  $("$OMBUD" version), Postfix $(postconf -h mail_version)"
