@@ -19,6 +19,7 @@
 #include "auth/dkim.h"
 
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
@@ -35,9 +36,32 @@
 #define DKIM_HLIST_MAX	4096	/* bytes of h= */
 #define DKIM_IDENT_MAX	512
 
+/* SHA-256 fetched once: EVP_sha256() makes every EVP_DigestInit look the
+ * algorithm up in the provider tables again, under a lock. */
+static EVP_MD *dkim_sha256_md;
+static pthread_once_t dkim_sha256_once = PTHREAD_ONCE_INIT;
+
+static void
+dkim_sha256_fetch(void)
+{
+	dkim_sha256_md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+}
+
+static const EVP_MD *
+dkim_sha256_alg(void)
+{
+	pthread_once(&dkim_sha256_once, dkim_sha256_fetch);
+	return dkim_sha256_md != NULL ? dkim_sha256_md : EVP_sha256();
+}
+
+/* tmpl/ptmpl: a signing context set up once for the key, duplicated per
+ * signature (setting one up fetches the algorithm from the provider
+ * under a lock); only read after creation, so threads may share it. */
 struct dkim_key {
 	EVP_PKEY		*pkey;
 	enum dkim_keytype	 type;
+	EVP_MD_CTX		*tmpl;		/* ed25519 */
+	EVP_PKEY_CTX		*ptmpl;		/* rsa */
 };
 
 struct dkim_hdr {
@@ -314,7 +338,7 @@ dkim_bodyhash_new(enum dkim_canon canon, int64_t limit)
 	/* Not the staging buffer: zeroing it cost as much as hashing it. */
 	memset(bh, 0, offsetof(struct dkim_bodyhash, buf));
 	bh->md = EVP_MD_CTX_new();
-	if (bh->md == NULL || EVP_DigestInit_ex(bh->md, EVP_sha256(),
+	if (bh->md == NULL || EVP_DigestInit_ex(bh->md, dkim_sha256_alg(),
 	    NULL) != 1)
 		goto fail;
 	bh->canon = canon;
@@ -512,6 +536,30 @@ dkim_select_headers(const struct dkim_msg *m, char **names, size_t n,
 
 /* ---- keys ----------------------------------------------------------- */
 
+/* The signing templates of key; without them (no memory) each signature
+ * sets up its own context. */
+static void
+dkim_key_templates(struct dkim_key *key)
+{
+	if (key->type == DKIM_KEY_ED25519) {
+		if ((key->tmpl = EVP_MD_CTX_new()) != NULL &&
+		    EVP_DigestSignInit(key->tmpl, NULL, NULL, NULL,
+		    key->pkey) != 1) {
+			EVP_MD_CTX_free(key->tmpl);
+			key->tmpl = NULL;
+		}
+		return;
+	}
+	if ((key->ptmpl = EVP_PKEY_CTX_new(key->pkey, NULL)) != NULL &&
+	    (EVP_PKEY_sign_init(key->ptmpl) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_padding(key->ptmpl, RSA_PKCS1_PADDING) != 1 ||
+	    EVP_PKEY_CTX_set_signature_md(key->ptmpl, dkim_sha256_alg()) !=
+	    1)) {
+		EVP_PKEY_CTX_free(key->ptmpl);
+		key->ptmpl = NULL;
+	}
+}
+
 static struct dkim_key *
 dkim_key_wrap(EVP_PKEY *pkey, char *err, size_t errsz)
 {
@@ -532,6 +580,7 @@ dkim_key_wrap(EVP_PKEY *pkey, char *err, size_t errsz)
 	key = xcalloc(1, sizeof(*key));
 	key->pkey = pkey;
 	key->type = id == EVP_PKEY_RSA ? DKIM_KEY_RSA : DKIM_KEY_ED25519;
+	dkim_key_templates(key);
 	return key;
 fail:
 	EVP_PKEY_free(pkey);
@@ -586,6 +635,7 @@ dkim_key_dup(const struct dkim_key *key)
 		abort();	/* a reference count cannot fail: a bug */
 	k->pkey = key->pkey;
 	k->type = key->type;
+	dkim_key_templates(k);
 	return k;
 }
 
@@ -594,6 +644,8 @@ dkim_key_free(struct dkim_key *key)
 {
 	if (key == NULL)
 		return;
+	EVP_MD_CTX_free(key->tmpl);
+	EVP_PKEY_CTX_free(key->ptmpl);
 	EVP_PKEY_free(key->pkey);
 	free(key);
 }
@@ -655,23 +707,31 @@ fail:
 /* ---- signatures over the header digest ------------------------------ */
 
 static int
-dkim_pk_sign(EVP_PKEY *pkey, const unsigned char *dig, unsigned char *sig,
-    size_t *siglen)
+dkim_pk_sign(const struct dkim_key *key, const unsigned char *dig,
+    unsigned char *sig, size_t *siglen)
 {
+	EVP_PKEY *pkey = key->pkey;
 	EVP_PKEY_CTX *pctx = NULL;
 	EVP_MD_CTX *md = NULL;
 	int rc = -1;
 
-	if (EVP_PKEY_get_base_id(pkey) == EVP_PKEY_ED25519) {
-		if ((md = EVP_MD_CTX_new()) == NULL ||
-		    EVP_DigestSignInit(md, NULL, NULL, NULL, pkey) != 1 ||
+	if (key->type == DKIM_KEY_ED25519) {
+		if ((md = EVP_MD_CTX_new()) != NULL && (key->tmpl == NULL ||
+		    EVP_MD_CTX_copy_ex(md, key->tmpl) != 1) &&
+		    EVP_DigestSignInit(md, NULL, NULL, NULL, pkey) != 1)
+			goto fail;
+		if (md == NULL ||
 		    EVP_DigestSign(md, sig, siglen, dig, DKIM_HASH_LEN) != 1)
 			goto fail;
 	} else {
-		if ((pctx = EVP_PKEY_CTX_new(pkey, NULL)) == NULL ||
-		    EVP_PKEY_sign_init(pctx) != 1 ||
+		if (key->ptmpl != NULL)
+			pctx = EVP_PKEY_CTX_dup(key->ptmpl);
+		else if ((pctx = EVP_PKEY_CTX_new(pkey, NULL)) != NULL &&
+		    (EVP_PKEY_sign_init(pctx) != 1 ||
 		    EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1 ||
-		    EVP_PKEY_CTX_set_signature_md(pctx, EVP_sha256()) != 1 ||
+		    EVP_PKEY_CTX_set_signature_md(pctx, dkim_sha256_alg()) != 1))
+			goto fail;
+		if (pctx == NULL ||
 		    EVP_PKEY_sign(pctx, sig, siglen, dig, DKIM_HASH_LEN) != 1)
 			goto fail;
 	}
@@ -700,7 +760,7 @@ dkim_pk_verify(EVP_PKEY *pkey, const unsigned char *dig,
 		if ((pctx = EVP_PKEY_CTX_new(pkey, NULL)) == NULL ||
 		    EVP_PKEY_verify_init(pctx) != 1 ||
 		    EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1 ||
-		    EVP_PKEY_CTX_set_signature_md(pctx, EVP_sha256()) != 1)
+		    EVP_PKEY_CTX_set_signature_md(pctx, dkim_sha256_alg()) != 1)
 			goto fail;
 		ok = EVP_PKEY_verify(pctx, sig, siglen, dig,
 		    DKIM_HASH_LEN) == 1;
@@ -716,7 +776,7 @@ dkim_sha256(const char *p, size_t n, unsigned char *out)
 {
 	unsigned int len = 0;
 
-	if (EVP_Digest(p, n, out, &len, EVP_sha256(), NULL) != 1 ||
+	if (EVP_Digest(p, n, out, &len, dkim_sha256_alg(), NULL) != 1 ||
 	    len != DKIM_HASH_LEN)
 		return -1;
 	return 0;
@@ -906,7 +966,7 @@ dkim_sign(const struct dkim_key *key, const char *domain,
 	dkim_select_headers(&m, names, nnames, opts->hcanon, &hd);
 	dkim_canon_header(opts->hcanon, sighdr.data, sighdr.len, false, &hd);
 	if (dkim_sha256(hd.data, hd.len, dig) == -1 ||
-	    dkim_pk_sign(key->pkey, dig, sig, &siglen) == -1) {
+	    dkim_pk_sign(key, dig, sig, &siglen) == -1) {
 		dkim_seterr(err, errsz, "signing failed");
 		goto fail;
 	}

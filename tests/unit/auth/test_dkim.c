@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,6 +242,69 @@ test_rfc6376_verify(void **state)
 	assert_int_equal(r[0].status, DKIM_FAIL);
 	assert_string_equal(r[0].reason, "body hash mismatch");
 	free(bad);
+}
+
+/* One key signing from several threads at once (the signer's workers
+ * share the snapshot's keys and their signing templates): every
+ * signature is the RFC 8463 one (both algorithms are deterministic). */
+struct mt_arg {
+	const struct dkim_key	*key;
+	const char		*sel;
+	const char		*want;
+	int			 bad;
+};
+
+static void *
+mt_sign(void *arg)
+{
+	const struct dkim_sign_opts opts = {
+		.hcanon = DKIM_CANON_RELAXED, .bcanon = DKIM_CANON_RELAXED,
+		.hmode = DKIM_H_VERBATIM, .identity = "@football.example.com",
+		.q_tag = true, .h_spaced = true,
+	};
+	struct mt_arg *a = arg;
+	struct buf out;
+	char err[256], b[1024];
+
+	buf_init(&out);
+	for (int i = 0; i < 100; i++) {
+		buf_reset(&out);
+		if (dkim_sign(a->key, "football.example.com", a->sel, rfc_h,
+		    1528637909, &opts, RFC_UNSIGNED, strlen(RFC_UNSIGNED), &out,
+		    err, sizeof(err)) != 0) {
+			a->bad++;
+			continue;
+		}
+		b_value(out.data, b, sizeof(b));
+		a->bad += strcmp(b, a->want) != 0;
+	}
+	buf_free(&out);
+	return NULL;
+}
+
+static void
+test_sign_threads(void **state)
+{
+	struct dkim_key *ed = load(ed_pem), *rsa = load(rsa_pem);
+	struct dkim_key *ed2 = dkim_key_dup(ed);
+	struct mt_arg a[6];
+	pthread_t t[6];
+
+	(void)state;
+	for (int i = 0; i < 6; i++) {
+		a[i].key = i % 3 == 0 ? ed : i % 3 == 1 ? rsa : ed2;
+		a[i].sel = i % 3 == 1 ? "test" : "brisbane";
+		a[i].want = i % 3 == 1 ? rsa_b : ed_b;
+		a[i].bad = 0;
+		assert_int_equal(pthread_create(&t[i], NULL, mt_sign, &a[i]), 0);
+	}
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_int_equal(a[i].bad, 0);
+	}
+	dkim_key_free(ed2);
+	dkim_key_free(ed);
+	dkim_key_free(rsa);
 }
 
 static void
@@ -623,6 +687,7 @@ main(void)
 		cmocka_unit_test(test_rfc8463_sign),
 		cmocka_unit_test(test_rfc8463_verify),
 		cmocka_unit_test(test_rfc6376_verify),
+		cmocka_unit_test(test_sign_threads),
 		cmocka_unit_test(test_body_canon),
 		cmocka_unit_test(test_header_canon),
 		cmocka_unit_test(test_roundtrip),
