@@ -406,6 +406,14 @@ meter_free(struct meter *m)
 	free(m);
 }
 
+size_t
+meter_backlog(const struct meter *m)
+{
+	if (m == NULL)
+		return 0;
+	return m->pending.n + (m->inflight != NULL ? m->inflight->q.n : 0);
+}
+
 void
 meter_stats(const struct meter *m, struct meter_stats *out)
 {

@@ -57,6 +57,9 @@ void meter_accept(struct meter *m, const struct tenants *t,
 /* Finish the batch in flight and write what is pending (on this thread;
  * at shutdown nothing is enqueued any more).  Before scheduler_free. */
 void meter_free(struct meter *m);
+/* Messages accepted whose count is not written yet (queued and in the
+ * batch being written). */
+size_t meter_backlog(const struct meter *m);
 
 /*
  * The meter record of e under snapshot t, or false if e is not billable

@@ -219,6 +219,11 @@ static const struct kdef keys[] = {
 	  "Count every recipient accepted for delivery on a platform route "
 	  "(platform-relay, platform-smarthost) for its company's bill; "
 	  "no = count nothing (benchmarks)."),
+	G("metering_backlog_max", K_U64, metering_backlog_max, "100000", 1,
+	  UINT64_C(100000000), "Accepted messages whose count is not yet "
+	  "written (the billing database not answering) at which MAIL gets "
+	  "451 4.3.0 until the meter catches up: bounds the meter's memory "
+	  "(about 400 bytes a message)."),
 	G("billing_timezone", K_TZ, billing_timezone, "Europe/Stockholm", 0,
 	  0, "Time zone of the billing day and month (a tzdata name, or a "
 	  "POSIX TZ rule such as CET-1CEST,M3.5.0,M10.5.0/3); needs a "

@@ -165,6 +165,7 @@ struct conf {
 	struct conf_listener	listeners[CONF_MAX_LISTENERS];
 	/* metering and billing */
 	bool			metering;
+	uint64_t		metering_backlog_max;
 	char			*billing_timezone;
 	enum billing_fee_rule	billing_fixed_fee;
 	uint64_t		billing_close_after;	/* seconds */

@@ -637,6 +637,15 @@ cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 		    "maximum message size");
 		return;
 	}
+	/* The billing database is not answering and the counts waiting for
+	 * it have reached their bound: no more until it catches up. */
+	if (meter_backlog(s->srv->meter) >= c->metering_backlog_max) {
+		log_event(LOG_LVL_WARN, "smtp.meter_backlog", "peer", s->peer,
+		    "user", s->user, NULL);
+		session_reply(s, "451 4.3.0 Usage metering is behind; try "
+		    "again later");
+		return;
+	}
 	if ((err = session_policy_mail(s, path.addr, pbuf, sizeof(pbuf))) !=
 	    NULL) {
 		log_event(LOG_LVL_INFO, "smtp.policy_rejected", "peer",

@@ -251,6 +251,27 @@ class Billing(unittest.TestCase):
         self.assertRegex(gw.log_text(), r"event=meter\.stopped counted=3 "
                          r"duplicates=0 batches=\d+ failures=[1-9]")
 
+    def test_backlog_bound(self):
+        """While the billing database does not answer, the counts waiting
+        for it are bounded (metering_backlog_max): MAIL then gets 451
+        4.3.0, and is accepted again once the meter caught up."""
+        gw = self.gateway(NOW_OCT, [("plat", "platform-relay")],
+                          overrides={"metering_backlog_max": "2"})
+        db = sqlite3.connect(os.path.join(gw.dir, "ombud.db"),
+                             isolation_level=None, timeout=10)
+        db.execute("BEGIN IMMEDIATE")       # the write lock, held
+        try:
+            self.send(gw, "plat", ["a@dest.test"], n=2)
+            with gw.connect_auth_as("plat-app", "Pw-plat-1") as c:
+                r = c.cmd("MAIL FROM:<news@plat.test>", "")
+                self.assertTrue(r.last.startswith("451 4.3.0"), r)
+        finally:
+            db.execute("ROLLBACK")
+            db.close()
+        self.wait_emails(gw, NOW_OCT, {"plat": 2}, timeout=30)
+        self.send(gw, "plat", ["b@dest.test"], n=1)
+        self.wait_emails(gw, NOW_OCT, {"plat": 3}, timeout=30)
+
 
 if __name__ == "__main__":
     main()
