@@ -1588,9 +1588,10 @@ delivery_signed(void *arg, struct buf *content,
 	d->signing = false;
 	d->content = *content;
 	buf_init(content);
-	if (s->stopping) {
+	if (s->stopping || d->m == NULL || d->m->deleted) {
 		/* nothing is dispatched now: the recipients stay as they
-		 * were and the attempt is recorded */
+		 * were and the attempt is recorded, or the message was
+		 * deleted meanwhile and is forgotten (delivery_abandoned) */
 		delivery_finish(d);
 		return;
 	}
