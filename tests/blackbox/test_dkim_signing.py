@@ -270,6 +270,37 @@ class DkimSigning(DeliveryTestCase):
         self.assertFalse(d["spf_ok"])
         self.assertTrue(d["dkim_ok"])
 
+    def test_held_until_the_check_passes(self):
+        """From authentication_required_from, platform-relay mail of a
+        domain that does not pass waits; the server's own periodic check
+        sees the records published, activates the keys and passes the
+        domain, and the held message leaves signed."""
+        gw = self.setup({"authentication_required_from": "2020-01-01",
+                         "domain_check_interval": "1s"})
+        keys = json.loads(self.cli(gw, "dkim", "keygen", DOMAIN,
+                                   "--json").stdout)
+        with gw.connect_auth_as("acme-app", "Pw-Acme-1") as c:
+            c.cmd(f"MAIL FROM:<felanmalan@{DOMAIN}>", "250")
+            c.cmd(f"RCPT TO:<{RCPT}>", "250")
+            c.cmd("DATA", "354")
+            c.send(message(sender=f"felanmalan@{DOMAIN}", rcpt=RCPT) +
+                   b".\r\n")
+            r = c.reply()
+            self.assertTrue(r.last.startswith("250"), r)
+            qid = queue_id_of(r)
+        self.wait_event(gw, "delivery.held_unauthenticated", qid=qid,
+                        domain=DOMAIN)
+        self.assertEqual(self.mx.count(), 0)
+        self.assertIn(qid, gw.queue_ids())      # held, not lost
+        self.dnssrv.reload(self.records(dkim_keys=keys))
+        self.wait_event(gw, "delivery.released_authenticated", qid=qid,
+                        timeout=30)
+        data = self.mx.wait_count(1)[0].content
+        self.wait_gone(gw, [qid])
+        self.assertEqual(len(self.signatures(data)), 2, data[:1500])
+        if dkim is not None:
+            self.assertEqual(self.dkimpy_verify_all(data, keys), 2)
+
 
 if __name__ == "__main__":
     main()
